@@ -1,0 +1,1 @@
+"""Tracr compilation in guarded workers, made fast, and verified against `rasp.evaluate`."""

@@ -1,0 +1,58 @@
+"""A NumPy forward pass of a compiled Tracr model, for cheap verification of many programs.
+
+`jax.jit(model.forward)` recompiles for every new architecture (~0.3 s, more than the compile
+itself); this is the same computation as `tracr.transformer.model` (no layer norm, non-causal,
+softmax attention, ReLU MLPs) in float32, batched over inputs of one length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from inverse_tracr.compile.model import BOS, CompiledModel
+
+
+def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
+    """Final residual stream [B, T, D] for token ids [B, T] (BOS first)."""
+    p, layout = model.params, model.layout
+    _, length = ids.shape
+    x = p["token_embed/embeddings"][ids] + p["pos_embed/embeddings"][np.arange(length)]  # [B, T, D]
+    heads, key_size = layout.num_heads, layout.key_size
+    for layer in range(layout.num_layers):
+        attn = f"transformer/layer_{layer}/attn"
+        project = lambda name: (x @ p[f"{attn}/{name}/w"] + p[f"{attn}/{name}/b"]).reshape(  # noqa: E731
+            *x.shape[:2], heads, key_size
+        )  # [B, T, H, K]
+        q, k, v = project("query"), project("key"), project("value")
+        logits = np.einsum("bthd,bThd->bhtT", q, k) / np.sqrt(key_size).astype(np.float32)  # [B, H, T, T]
+        logits -= logits.max(axis=-1, keepdims=True)
+        weights = np.exp(logits)
+        weights /= weights.sum(axis=-1, keepdims=True)
+        mixed = np.einsum("bhtT,bThd->bthd", weights, v).reshape(*x.shape[:2], heads * key_size)
+        x = x + mixed @ p[f"{attn}/linear/w"] + p[f"{attn}/linear/b"]
+        mlp = f"transformer/layer_{layer}/mlp"
+        hidden = np.maximum(x @ p[f"{mlp}/linear_1/w"] + p[f"{mlp}/linear_1/b"], 0)  # [B, T, M]
+        x = x + hidden @ p[f"{mlp}/linear_2/w"] + p[f"{mlp}/linear_2/b"]
+    return x
+
+
+def run(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Decoded outputs (BOS position dropped) for each input sequence, as Tracr decodes them."""
+    layout = model.layout
+    encode = {token: i for i, token in enumerate(layout.input_tokens)}
+    outputs: list[list[Any] | None] = [None] * len(inputs)
+    by_length: dict[int, list[int]] = {}
+    for i, xs in enumerate(inputs):
+        by_length.setdefault(len(xs), []).append(i)
+    for indices in by_length.values():
+        ids = np.array([[encode[BOS]] + [encode[t] for t in inputs[i]] for i in indices])
+        out = residual_output(model, ids)[:, 1:, list(layout.output_dims)]  # [B, T, O]
+        if layout.output_values is None:
+            decoded = out[..., 0].tolist()
+        else:
+            decoded = [[layout.output_values[j] for j in row] for row in out.argmax(axis=-1)]
+        for i, row in zip(indices, decoded):
+            outputs[i] = row
+    return outputs  # type: ignore[return-value]

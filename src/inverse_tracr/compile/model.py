@@ -1,0 +1,95 @@
+"""`CompiledModel`: a compiled transformer as plain arrays plus what it takes to run it.
+
+Tracr keeps the embedding/unembedding conventions in Python objects (encoders, vector spaces);
+`Layout` records them as JSON so a stored model can be run — and checked — without Tracr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+BOS = "compiler_bos"
+PAD = "compiler_pad"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Architecture and I/O conventions of a compiled model (stored in meta.json)."""
+
+    num_layers: int
+    num_heads: int
+    key_size: int
+    mlp_hidden_size: int
+    residual_labels: tuple[str, ...]
+    input_tokens: tuple[Any, ...]  # token of each embedding row, BOS and PAD included
+    output_dims: tuple[int, ...]  # residual dimensions the unembedding reads
+    output_values: tuple[Any, ...] | None  # categorical: value of each output dim; numerical: None
+
+    @property
+    def residual_width(self) -> int:
+        return len(self.residual_labels)
+
+    @property
+    def blocks(self) -> list[str]:
+        """Block types in execution order (the thesis's block-type string, as a list)."""
+        return ["attn", "mlp"] * self.num_layers
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "residual_width": self.residual_width, "blocks": self.blocks}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Layout":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        try:
+            values = {k: data[k] for k in fields}
+            values["residual_labels"] = tuple(values["residual_labels"])
+            values["input_tokens"] = tuple(values["input_tokens"])
+            values["output_dims"] = tuple(int(d) for d in values["output_dims"])
+            if values["output_values"] is not None:
+                values["output_values"] = tuple(values["output_values"])
+            layout = cls(**values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"malformed model layout: {error!r}") from None
+        if not all(0 <= d < layout.residual_width for d in layout.output_dims):
+            raise ValueError("malformed model layout: output dims outside the residual stream")
+        return layout
+
+
+@dataclasses.dataclass
+class CompiledModel:
+    """Parameters by haiku path (`transformer/layer_0/attn/query/w`) and their layout."""
+
+    params: dict[str, np.ndarray]
+    layout: Layout
+
+    @classmethod
+    def from_tracr(cls, assembled, output_label: str) -> "CompiledModel":
+        """From Tracr's `AssembledTransformerModel`; `output_label` is the output SOp's label."""
+        config = assembled.model_config
+        params = {
+            f"{module}/{name}": np.asarray(value, dtype=np.float32)
+            for module, group in assembled.params.items()
+            for name, value in group.items()
+        }
+        labels = tuple(assembled.residual_labels)
+        output_map = getattr(assembled.output_encoder, "encoding_map", None)
+        if output_map is not None:  # categorical: one residual direction per output value
+            output_values = tuple(sorted(output_map, key=output_map.get))
+            output_dims = tuple(labels.index(f"{output_label}:{value}") for value in output_values)
+        else:
+            output_values, output_dims = None, (labels.index(output_label),)
+        input_map = assembled.input_encoder.encoding_map
+        layout = Layout(
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            key_size=config.key_size,
+            mlp_hidden_size=config.mlp_hidden_size,
+            residual_labels=labels,
+            input_tokens=tuple(sorted(input_map, key=input_map.get)),
+            output_dims=output_dims,
+            output_values=output_values,
+        )
+        return cls(params, layout)

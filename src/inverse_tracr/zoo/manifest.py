@@ -1,0 +1,88 @@
+"""The zoo's identity: its config, recorded once in `<store>/<zoo>/zoo.json`.
+
+A shard is a function of this config, the seed and its index, so mixing shards made under two
+configs would silently mix two different zoos. A run whose config differs from the recorded one is
+refused, with the differing settings named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import metadata
+from typing import Any
+
+from inverse_tracr.programs.sampler import SamplerConfig
+from inverse_tracr.zoo.sample import dumps
+from inverse_tracr.zoo.store import Store
+
+ZOO_FORMAT = "inverse-tracr/zoo/1"
+
+
+class ZooConfigError(ValueError):
+    """The zoo exists with another config, or its zoo.json is unreadable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig:
+    """Everything a standard shard's content depends on (the number of programs is not: it only
+    says how many shards there are)."""
+
+    shard_size: int = 100
+    min_ops: int = 4
+    max_ops: int = 8
+    vocab_size: int = 5
+    max_seq_len: int = 5
+    seed: int = 0
+    verify_inputs: int = 32
+
+    def __post_init__(self):
+        if not 1 <= self.shard_size <= 100_000:
+            raise ValueError(f"shard size must be 1..100000, got {self.shard_size}")
+        if not 1 <= self.verify_inputs <= 10_000:
+            raise ValueError(f"verify inputs must be 1..10000, got {self.verify_inputs}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+        self.sampler  # validates the program settings
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(self.min_ops, self.max_ops, self.vocab_size, self.max_seq_len)
+
+    def shards_for(self, programs: int) -> int:
+        """Shards needed for at least `programs` programs (whole shards only)."""
+        return -(-programs // self.shard_size)
+
+
+def versions() -> dict[str, str]:
+    packages = ("inverse-tracr", "tracr-pypi", "jax", "dm-haiku", "numpy", "webdataset")
+    return {name: metadata.version(name) for name in packages}
+
+
+def open_zoo(store: Store, zoo: str, config: ZooConfig) -> None:
+    """Record the config in zoo.json, or check that the recorded one is the same."""
+    if not store.exists(zoo, "zoo.json"):
+        record = {"format": ZOO_FORMAT, "config": dataclasses.asdict(config), "versions": versions()}
+        store.write_bytes(dumps(record), zoo, "zoo.json")
+        return
+    recorded = read_config(store, zoo)
+    if recorded != config:
+        differences = [
+            f"{name}={getattr(recorded, name)} (asked {getattr(config, name)})"
+            for name in (f.name for f in dataclasses.fields(ZooConfig))
+            if getattr(recorded, name) != getattr(config, name)
+        ]
+        raise ZooConfigError(
+            f"zoo {zoo!r} in {store.url} was made with {', '.join(differences)}; "
+            "use the same settings to continue it, or another --zoo name"
+        )
+
+
+def read_config(store: Store, zoo: str) -> ZooConfig:
+    try:
+        record: Any = json.loads(store.read_bytes(zoo, "zoo.json"))
+        return ZooConfig(**record["config"])
+    except FileNotFoundError:
+        raise ZooConfigError(f"no zoo {zoo!r} in {store.url} (no zoo.json)") from None
+    except (ValueError, TypeError, KeyError) as error:
+        raise ZooConfigError(f"unreadable zoo.json of {zoo!r} in {store.url}: {error}") from None

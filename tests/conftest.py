@@ -1,0 +1,78 @@
+"""Shared fixtures: a small real zoo, and real object stores (GCS emulator, moto S3) on 127.0.0.1.
+
+Stores are configured the way a user would: fsspec's `FSSPEC_<PROTOCOL>` variables (for
+subprocesses) and `fsspec.config.conf` (for this process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from inverse_tracr.zoo.generate import generate
+from inverse_tracr.zoo.manifest import ZooConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The small zoo most tests read: 2 shards of 6 programs of 3–6 lines.
+SMALL = ZooConfig(shard_size=6, min_ops=3, max_ops=6, seed=7)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for running the CLI in a subprocess (this interpreter's venv, tests' stores)."""
+    env = dict(os.environ, **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def small_zoo(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("store")
+    summary = generate(str(store), "small", SMALL, programs=12, workers=2, progress=False)
+    assert summary.programs == 12
+    return store
+
+
+def _set_fsspec(protocol: str, options: dict) -> None:
+    fsspec.config.conf[protocol] = options
+    os.environ[f"FSSPEC_{protocol.upper()}"] = json.dumps(options)
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket():
+    """gs://test-bucket on an in-memory gcp-storage-emulator."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="test-bucket")
+    server.start()
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    _set_fsspec("gs", {"token": "anon", "endpoint_url": f"http://127.0.0.1:{port}"})
+    yield "gs://test-bucket"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """s3://test-bucket on a moto server."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    options = {"key": "testing", "secret": "testing", "endpoint_url": f"http://127.0.0.1:{port}"}
+    _set_fsspec("s3", options)
+    fsspec.filesystem("s3", **options).mkdir("test-bucket")
+    yield "s3://test-bucket"
+    server.stop()
