@@ -138,3 +138,9 @@ def test_damaged_shards_are_reported_by_name_and_reading_goes_on(small_zoo, tmp_
     assert len(samples) >= 6  # the good shard is read in full (plus any intact part of the bad one)
     assert all(s.url == str(other) for s in samples[-6:])
     assert reader.errors and all(str(bad) in e for e in reader.errors) and message in reader.errors[0]
+
+
+def test_file_urls_and_brace_patterns_read_like_paths(small_zoo):
+    url = f"file://{small_zoo}/small/standard/shard-{{000000..000001}}.tar"
+    assert [s.key for s in read_samples(url)] == [s.key for s in _samples(small_zoo)]
+    assert Store(f"file://{small_zoo}").exists("small", "zoo.json")
