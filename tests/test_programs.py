@@ -11,14 +11,7 @@ from tracr.rasp import rasp
 from inverse_tracr.programs import Program, ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 
-LIB_PROGRAMS = {
-    "hist": lambda: lib.make_hist(),
-    "length": lambda: lib.make_length(),
-    "sort_unique": lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens),
-    "reverse": lambda: lib.make_reverse(rasp.tokens),
-    "frac_prevs": lambda: lib.make_frac_prevs(rasp.tokens == 1),
-    "sort_indices_by_token": lambda: lib.make_sort_unique(rasp.indices, rasp.tokens),
-}
+from inverse_tracr.programs.tracr_lib import FACTORIES as LIB_PROGRAMS
 
 
 def _inputs(program: Program, n: int = 20, seed: int = 0):

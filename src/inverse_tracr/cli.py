@@ -13,7 +13,14 @@ examples:
   inverse-tracr generate --store ./zoo-store --zoo demo --programs 200 --shard-size 50
   inverse-tracr generate --store gs://my-bucket/zoos --zoo big --programs 800000 --shards 0:10
   inverse-tracr inspect ./zoo-store/demo/standard/shard-000000.tar
+  inverse-tracr train --store ./zoo-store --zoo demo --preset tiny --steps 500
+  inverse-tracr evaluate --store ./zoo-store --zoo demo --split val
+  inverse-tracr decompile ./zoo-store/demo/standard/shard-000000.tar --zoo demo --index 3
 """
+
+
+#: Model sizes, listed here so `--help` needs no torch import (checked against meta.model.PRESETS).
+PRESETS = ("tiny", "small", "base", "medium", "large")
 
 
 class UserError(Exception):
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--verify-inputs", type=_positive, default=32, help="random inputs each compiled model must get right (default: %(default)s)")
     gen.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a compile worker above this resident memory (default: %(default)s)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    gen.set_defaults(run=_generate)
+    gen.set_defaults(handler=_generate)
 
     ins = stages.add_parser(
         "inspect",
@@ -84,7 +91,72 @@ def build_parser() -> argparse.ArgumentParser:
     which = ins.add_mutually_exclusive_group()
     which.add_argument("--key", help="program id of the sample (default: the first)")
     which.add_argument("--index", type=int, default=0, help="position of the sample in the shard (default: %(default)s)")
-    ins.set_defaults(run=_inspect)
+    ins.set_defaults(handler=_inspect)
+
+    tr = stages.add_parser(
+        "train",
+        help="train a meta-model (weights in, program out) on a zoo's shards",
+        description=(
+            "Train the meta-model on the zoo's finished shards, streamed from the store. The run lives in "
+            "<store>/<zoo>/meta/<run>/; rerunning resumes from its newest checkpoint. For several processes "
+            "or machines, start this command with `accelerate launch -m inverse_tracr.cli train …`."
+        ),
+    )
+    tr.add_argument("--store", default="./zoo-store", help="store URL (default: %(default)s)")
+    tr.add_argument("--zoo", default="demo", help="zoo name (default: %(default)s)")
+    tr.add_argument("--run", default="meta", help="run name: a folder for config, checkpoints (default: %(default)s)")
+    tr.add_argument("--kinds", default="standard", help="comma-separated zoo kinds to train on (default: %(default)s)")
+    tr.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default: %(default)s)")
+    tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
+    tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
+    tr.add_argument("--batch-size", type=_positive, default=32, help="programs per step and process (default: %(default)s)")
+    tr.add_argument("--grad-accum", type=_positive, default=1, help="batches per optimizer step (default: %(default)s)")
+    tr.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default: %(default)s)")
+    tr.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay (default: %(default)s)")
+    tr.add_argument("--input-noise", type=float, default=0.0, help="Gaussian weight noise, as a fraction of their std (default: %(default)s)")
+    tr.add_argument("--input-dropout", type=float, default=0.0, help="chance of dropping a weight chunk (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    tr.add_argument("--checkpoint-every", type=_positive, default=200, help="steps between checkpoints (default: %(default)s)")
+    tr.add_argument("--loader-workers", type=int, default=0, help="data-loader processes per rank (default: %(default)s)")
+    tr.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
+    tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
+    tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(handler=_train)
+
+    ev = stages.add_parser(
+        "evaluate",
+        help="score a trained run on a split of a zoo; write report.md, report.json and plots to the store",
+        description=(
+            "Decode every program of a split teacher-forced and autoregressively, plus Tracr's hand-written lib "
+            "programs; report token accuracy, accuracy buckets, exact and functional matches. The report goes to "
+            "<store>/<zoo>/meta/<run>/eval/<kind>-<split>/."
+        ),
+    )
+    ev.add_argument("--store", default="./zoo-store", help="store URL (default: %(default)s)")
+    ev.add_argument("--zoo", default="demo", help="zoo name (default: %(default)s)")
+    ev.add_argument("--run", default="meta", help="run name (default: %(default)s)")
+    ev.add_argument("--kind", default="standard", choices=["standard", "compressed", "natural"], help="zoo kind (default: %(default)s)")
+    ev.add_argument("--split", default="val", choices=["train", "val", "test", "all"], help="split (default: %(default)s)")
+    ev.add_argument("--limit", type=_positive, help="evaluate at most this many programs")
+    ev.add_argument("--decoding", default="both", choices=["both", "teacher_forced", "autoregressive"], help="(default: %(default)s)")
+    ev.add_argument("--no-lib", action="store_true", help="skip Tracr's lib programs")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(handler=_evaluate)
+
+    dec = stages.add_parser(
+        "decompile",
+        help="decompile one sample's weights with a trained meta-model; show true and predicted programs",
+        description="Read a sample's weights, predict its program with the newest checkpoint of a run, and show which lines differ.",
+    )
+    dec.add_argument("url", help="shard URL")
+    dec.add_argument("--store", default="./zoo-store", help="store URL of the run (default: %(default)s)")
+    dec.add_argument("--zoo", default="demo", help="zoo name of the run (default: %(default)s)")
+    dec.add_argument("--run", default="meta", help="run name (default: %(default)s)")
+    which = dec.add_mutually_exclusive_group()
+    which.add_argument("--key", help="program id of the sample (default: the first)")
+    which.add_argument("--index", type=int, default=0, help="position of the sample in the shard (default: %(default)s)")
+    dec.set_defaults(handler=_decompile)
     return parser
 
 
@@ -129,22 +201,97 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from inverse_tracr.meta.model import MetaConfig
+    from inverse_tracr.meta.train import TrainConfig, train
+
+    try:
+        model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout)
+        config = TrainConfig(
+            store=args.store, zoo=args.zoo, run=args.run, kinds=tuple(k.strip() for k in args.kinds.split(",")), model=model,
+            steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup=args.warmup,
+            seed=args.seed, checkpoint_every=args.checkpoint_every, loader_workers=args.loader_workers,
+            mixed_precision=args.mixed_precision,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    figures = train(config, stop_after=args.stop_after, logdir=args.logdir, progress=not args.quiet)
+    numbers = ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if k not in ("step", "ranks", "ranks_in_sync"))
+    print(f"step {figures['step']}: {numbers}")
+    if figures.get("ranks", 1) > 1:
+        print(f"{figures['ranks']} ranks, parameters {'identical' if figures['ranks_in_sync'] else 'DIFFERENT'} across ranks")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from inverse_tracr.evaluate import report
+    from inverse_tracr.evaluate.run import DECODINGS, EvalConfig, evaluate
+
+    decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
+    config = EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=args.kind, split=args.split,
+                        limit=args.limit, decodings=decodings, lib=not args.no_lib)
+    result = evaluate(config, progress=not args.quiet)
+    print(report.text_table(report.bucket_table(result)))
+    for decoding, summary in result["decodings"].items():
+        print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%, "
+              f"valid programs {100 * summary['valid']:.1f}%")
+    if result["lib"]:
+        right = [r["name"] for r in result["lib"] if r["exact"]]
+        print(f"Tracr lib programs exactly right: {', '.join(right) if right else 'none'} (of {len(result['lib'])})")
+    print(f"report: {result['location']}/report.md (plots beside it)")
+    return 0
+
+
+def _decompile(args: argparse.Namespace) -> int:
+    from inverse_tracr.meta.train import load_model
+    from inverse_tracr.programs import ProgramError
+    from inverse_tracr.zoo.inspect import find_sample
+
+    sample, errors = find_sample(args.url, key=args.key, index=args.index)
+    if sample is None:
+        raise UserError(errors[0] if errors else f"no such sample in {args.url}")
+    model = load_model(args.store, args.zoo, args.run)
+    true = sample.program
+    print(f"sample {sample.key} from {sample.url}")
+    print("true program:")
+    print("\n".join("  " + line for line in true.source().splitlines()))
+    try:
+        predicted = model.decompile(sample.params, true.vocab, true.max_seq_len)
+    except ProgramError as error:
+        print(f"predicted: not a valid program ({error})")
+        return 0
+    print("predicted program:" + ("  (exactly right)" if predicted == true else ""))
+    for i, line in enumerate(predicted.lines):
+        mark = " " if i < len(true.lines) and true.lines[i] == line else "*"
+        print(f"{mark} " + " ".join(f"{field:<13}" for field in line))
+    right = sum(a == b for a, b in zip(true.lines, predicted.lines))
+    print(f"{right} of {len(true.lines)} true lines predicted exactly (* marks lines that differ)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Libraries (gcsfs, botocore) log their retries with tracebacks: only ours, unless --verbose.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("inverse_tracr").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from inverse_tracr.zoo.manifest import ZooConfigError
     from inverse_tracr.zoo.generate import GenerationError
+    from inverse_tracr.zoo.manifest import ZooConfigError
     from inverse_tracr.zoo.store import StoreError
 
+    errors: tuple[type[Exception], ...] = (UserError, StoreError, ZooConfigError, GenerationError)
+    if args.command in ("train", "decompile", "evaluate"):
+        from inverse_tracr.evaluate.run import EvaluateError
+        from inverse_tracr.meta.train import TrainError
+
+        errors += (TrainError, EvaluateError)
+
     try:
-        return args.run(args)
+        return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; rerun the same command to continue", file=sys.stderr)
         return 130
-    except (UserError, StoreError, ZooConfigError, GenerationError) as error:
+    except errors as error:
         if args.verbose:
             raise
         print(f"inverse-tracr {args.command}: error: {error}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Evaluation of a trained meta-model: metrics, the evaluate stage, reports and plots."""

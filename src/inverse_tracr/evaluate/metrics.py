@@ -1,0 +1,150 @@
+"""How right a predicted program is. Pure functions over token ids and Programs.
+
+Definitions (the report and README use these words exactly):
+
+- A program's *target tokens* are its canonical lines, five fields each (op, arg1, arg2, arg3,
+  ret), then EOS; BOS and padding never count. Predictions are compared position by position with
+  the target; a prediction that ends early is wrong at every missing position.
+- *Token accuracy (all fields)*: right target tokens / all target tokens.
+- *Token accuracy (non-NA fields)*: the same over positions whose target is not NA (NA padding is
+  easy to predict and inflates the first figure).
+- *Program buckets*: the share of programs whose own all-fields accuracy is ≥ 50, 60, 70, 80, 90
+  and 100 % (the thesis's table).
+- *Exact match*: the prediction decodes to a Program equal to the true one (canonical form).
+- *Functional equivalence*: the prediction decodes to a Program whose `rasp.evaluate` outputs equal
+  the true program's on every position of random inputs (None must match None; numbers within
+  Tracr's tolerance). An exact match is always functionally equivalent; not conversely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+from inverse_tracr.meta import vocab
+from inverse_tracr.programs import Program, ProgramError
+
+BUCKETS = (50, 60, 70, 80, 90, 100)
+NA_ID = vocab.INDEX["NA"]
+
+
+def targets(program: Program) -> list[int]:
+    """Target tokens: the encoding without BOS."""
+    return vocab.encode(program)[1:]
+
+
+def token_hits(target: Sequence[int], predicted: Sequence[int]) -> list[bool]:
+    """Per target position: predicted right? (missing predictions are wrong)."""
+    return [i < len(predicted) and predicted[i] == t for i, t in enumerate(target)]
+
+
+def same_outputs(a: Sequence[Any], b: Sequence[Any], rel: float = 0.005, abs_: float = 1e-5) -> bool:
+    def same(x, y):
+        if x is None or y is None:
+            return x is None and y is None
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            return math.isclose(x, y, rel_tol=rel, abs_tol=abs_)
+        return x == y
+
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+
+def functionally_equivalent(true: Program, predicted: Program, inputs: Sequence[Sequence[int]]) -> bool:
+    try:
+        return all(same_outputs(true.evaluate(xs), predicted.evaluate(xs)) for xs in inputs)
+    except (ValueError, TypeError, ArithmeticError):
+        return False  # the prediction crashes rasp.evaluate where the true program does not
+
+
+@dataclasses.dataclass
+class Scored:
+    """One program's result."""
+
+    key: str
+    lines: int
+    hits: list[bool]  # per target token
+    non_na: list[bool]  # per target token: is the target not NA?
+    fields: list[int]  # per target token: 0..4 field of its line, 5 for EOS
+    true_ops: list[str]
+    predicted_ops: list[str | None]  # per true line; None where the prediction has no such line
+    valid: bool
+    exact: bool
+    functional: bool
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.hits) / len(self.hits)
+
+
+def score(key: str, true: Program, predicted_ids: Sequence[int], inputs: Sequence[Sequence[int]]) -> Scored:
+    """Score predicted token ids (without BOS) against the true program."""
+    target = targets(true)
+    hits = token_hits(target, predicted_ids)
+    predicted_ops = [vocab.TOKENS[predicted_ids[5 * i]] if 5 * i < len(predicted_ids) else None for i in range(len(true.lines))]
+    try:
+        predicted = vocab.decode([vocab.BOS_ID, *predicted_ids], true.vocab, true.max_seq_len)
+    except ProgramError:
+        predicted = None
+    exact = predicted == true
+    functional = exact or (predicted is not None and functionally_equivalent(true, predicted, inputs))
+    return Scored(
+        key=key,
+        lines=len(true.lines),
+        hits=hits,
+        non_na=[t != NA_ID for t in target],
+        fields=[i % 5 for i in range(len(target) - 1)] + [5],
+        true_ops=[line[0] for line in true.lines],
+        predicted_ops=predicted_ops,
+        valid=predicted is not None,
+        exact=exact,
+        functional=functional,
+    )
+
+
+def summarise(results: Sequence[Scored]) -> dict[str, Any]:
+    """Every figure of the report, from per-program results."""
+    if not results:
+        return {"programs": 0}
+    all_hits = [h for r in results for h in r.hits]
+    non_na = [h for r in results for h, keep in zip(r.hits, r.non_na) if keep]
+    by_field = {
+        name: _share([h for r in results for h, f in zip(r.hits, r.fields) if f == i])
+        for i, name in enumerate((*vocab.FIELDS, "eos"))
+    }
+    by_length: dict[str, dict[str, float]] = {}
+    for length in sorted({r.lines for r in results}):
+        group = [r for r in results if r.lines == length]
+        by_length[str(length)] = {
+            "programs": len(group),
+            "token_accuracy": _share([h for r in group for h in r.hits]),
+            "exact": _share([r.exact for r in group]),
+            "functional": _share([r.functional for r in group]),
+        }
+    return {
+        "programs": len(results),
+        "token_accuracy": _share(all_hits),
+        "token_accuracy_non_na": _share(non_na),
+        "buckets": {f">={b}%": _share([r.accuracy * 100 >= b - 1e-9 for r in results]) for b in BUCKETS},
+        "valid": _share([r.valid for r in results]),
+        "exact": _share([r.exact for r in results]),
+        "functional": _share([r.functional for r in results]),
+        "by_field": by_field,
+        "by_length": by_length,
+        "op_confusion": confusion(results),
+    }
+
+
+def confusion(results: Sequence[Scored]) -> dict[str, dict[str, int]]:
+    """Counts of (true op -> predicted op) over true lines; 'missing' where no line was predicted."""
+    table: dict[str, dict[str, int]] = {}
+    for r in results:
+        for true_op, predicted_op in zip(r.true_ops, r.predicted_ops):
+            row = table.setdefault(true_op, {})
+            name = predicted_op if predicted_op is not None else "missing"
+            row[name] = row.get(name, 0) + 1
+    return table
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0

@@ -1,0 +1,101 @@
+"""The `evaluate` stage: score a trained run on a split of a zoo, write the report to the store.
+
+Decodes every program two ways — teacher-forced (each token predicted from the true ones before
+it: the thesis's setting) and autoregressive (the model's own, grammar-constrained greedy
+decoding: what `decompile` does) — and also decompiles Tracr's hand-written `lib` programs as an
+out-of-distribution check. Writes `report.json`, `report.md` and PNG plots to
+`<store>/<zoo>/meta/<run>/eval/<kind>-<split>/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from typing import Any
+
+from tqdm import tqdm
+
+from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.verify import make_inputs
+from inverse_tracr.evaluate import metrics, report
+from inverse_tracr.meta.data import collate, example
+from inverse_tracr.meta.train import load_model, read_history
+from inverse_tracr.programs.tracr_lib import tracr_lib_programs
+from inverse_tracr.zoo.manifest import read_config
+from inverse_tracr.zoo.shards import Reader, shard_urls
+from inverse_tracr.zoo.store import Store
+
+DECODINGS = ("teacher_forced", "autoregressive")
+
+
+class EvaluateError(RuntimeError):
+    """Nothing to evaluate (no shards, an empty split)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    store: str
+    zoo: str
+    run: str = "meta"
+    kind: str = "standard"
+    split: str = "val"
+    limit: int | None = None  # programs at most
+    decodings: tuple[str, ...] = DECODINGS
+    inputs: int = 64  # random inputs for functional equivalence
+    batch_size: int = 32
+    lib: bool = True
+
+
+def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    store = Store(config.store)
+    urls = shard_urls(store, config.zoo, config.kind)
+    if not urls:
+        raise EvaluateError(f"no finished {config.kind} shards in {store.url_of(config.zoo)}")
+    samples = list(itertools.islice(Reader(urls, split=None if config.split == "all" else config.split), config.limit))
+    if not samples:
+        raise EvaluateError(f"no programs of split {config.split!r} in {config.zoo}/{config.kind}")
+    model = load_model(config.store, config.zoo, config.run)
+
+    results: dict[str, list[metrics.Scored]] = {d: [] for d in config.decodings}
+    bar = tqdm(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", disable=not progress)
+    for start in range(0, len(samples), config.batch_size):
+        chunk = samples[start : start + config.batch_size]
+        inputs = [make_inputs(s.program, config.inputs, seed=2) for s in chunk]
+        if "teacher_forced" in results:
+            predicted = model.teacher_forced(collate([example(s, model.config.max_chunks) for s in chunk]))
+            results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
+        if "autoregressive" in results:
+            results["autoregressive"] += [metrics.score(s.key, s.program, model.generate(s.params), x) for s, x in zip(chunk, inputs)]
+        bar.update(len(chunk))
+    bar.close()
+
+    out = {
+        "config": dataclasses.asdict(config),
+        "programs": len(samples),
+        "decodings": {d: metrics.summarise(r) for d, r in results.items()},
+        "history": read_history(store, config.zoo, config.run),
+        "lib": _lib(store, config, model) if config.lib else [],
+    }
+    folder = (config.zoo, "meta", config.run, "eval", f"{config.kind}-{config.split}")
+    store.write_bytes(json.dumps(out, indent=1).encode(), *folder, "report.json")
+    store.write_bytes(report.markdown(out).encode(), *folder, "report.md")
+    for name, png in report.plots(out).items():
+        store.write_bytes(png, *folder, name)
+    out["location"] = store.url_of(*folder)
+    return out
+
+
+def _lib(store: Store, config: EvalConfig, model) -> list[dict[str, Any]]:
+    zoo = read_config(store, config.zoo)
+    rows = []
+    for name, program in tracr_lib_programs(zoo.sampler.vocab, zoo.max_seq_len).items():
+        ids = model.generate(compile_program(program).params)
+        scored = metrics.score(name, program, ids, make_inputs(program, config.inputs, seed=2))
+        try:
+            predicted = metrics.vocab.decode([metrics.vocab.BOS_ID, *ids], program.vocab, program.max_seq_len).source()
+        except metrics.ProgramError as error:
+            predicted = f"invalid ({error})"
+        rows.append({"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
+                     "exact": scored.exact, "functional": scored.functional, "predicted": predicted})
+    return rows

@@ -1,0 +1,1 @@
+"""The meta-model: weights in, program out (tokenisation, model, training, decompiling)."""

@@ -1,0 +1,80 @@
+"""Training examples from zoo samples, batches, and the streaming dataset over shard URLs.
+
+Streaming goes through WebDataset: shards are split across ranks (`split_by_node`) and data-loader
+workers (`split_by_worker`), samples pass a shuffle buffer, and a corrupt shard or sample is skipped
+with a warning (`warn_and_continue`) instead of stopping training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from inverse_tracr.meta import vocab, weights
+from inverse_tracr.zoo import sample as sample_format
+from inverse_tracr.zoo.shards import expand
+from inverse_tracr.zoo.splits import split_of
+from inverse_tracr.zoo.store import register_webdataset_schemes
+
+
+@dataclasses.dataclass
+class Example:
+    key: str
+    features: np.ndarray  # [N, FEATURES]
+    ids: list[int]  # BOS … EOS
+
+
+def example(sample: sample_format.Sample, max_chunks: int) -> Example:
+    features = weights.tokenize(sample.params).features()[:max_chunks]
+    return Example(sample.key, features, vocab.encode(sample.program))
+
+
+def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
+    """Pad to the longest in the batch. Program input is ids[:-1], the target ids[1:]."""
+    n = max(len(e.features) for e in examples)
+    t = max(len(e.ids) for e in examples) - 1
+    batch = {
+        "features": torch.zeros(len(examples), n, weights.FEATURES),
+        "weight_mask": torch.zeros(len(examples), n),
+        "program_in": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
+        "targets": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
+        "program_mask": torch.zeros(len(examples), t),
+    }
+    for i, e in enumerate(examples):
+        batch["features"][i, : len(e.features)] = torch.from_numpy(e.features)
+        batch["weight_mask"][i, : len(e.features)] = 1
+        ids = torch.tensor(e.ids)
+        batch["program_in"][i, : len(ids) - 1] = ids[:-1]
+        batch["targets"][i, : len(ids) - 1] = ids[1:]
+        batch["program_mask"][i, : len(ids) - 1] = 1
+    return batch
+
+
+def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000, seed: int = 0, repeat: bool = True):
+    """An IterableDataset of Examples from shard URLs (any store; brace patterns allowed)."""
+    register_webdataset_schemes()
+
+    def decode(files):
+        return example(sample_format.decode(files, files.get("__url__", "")), max_chunks)
+
+    def wanted(files):
+        return split is None or split_of(files["__key__"]) == split
+
+    dataset = wds.WebDataset(
+        expand(urls),
+        shardshuffle=1000 if shuffle_buffer else False,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+        handler=wds.warn_and_continue,
+        empty_check=False,
+        seed=seed,
+    )
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.select(wanted)
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    return dataset.map(decode, handler=wds.warn_and_continue)

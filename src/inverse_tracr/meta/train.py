@@ -1,0 +1,178 @@
+"""The `train` stage: an Accelerate loop over streamed shards, resumable from the store.
+
+Runs unchanged as one CPU process, as several local processes, or multi-node on GPUs (launched by
+`accelerate launch`). Each rank streams its own shards (WebDataset's node splitting), so the data
+loader is not handed to Accelerate. A run lives in `<store>/<zoo>/meta/<run>/`: `config.json`, then
+`checkpoints/step-NNNNNNNN/`. Starting a run that has a checkpoint resumes from the newest one,
+skipping the batches it had consumed, so a preempted pod loses at most one checkpoint interval and
+ends with the same parameters as if never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from inverse_tracr.meta import checkpoint, vocab
+from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta.model import MetaConfig, MetaModel
+from inverse_tracr.zoo.shards import shard_urls
+from inverse_tracr.zoo.store import Store
+
+
+class TrainError(RuntimeError):
+    """The run cannot start: no shards, or a config that differs from the run's recorded one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    store: str
+    zoo: str
+    run: str = "meta"
+    kinds: tuple[str, ...] = ("standard",)
+    split: str | None = "train"
+    model: MetaConfig = MetaConfig()
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    loader_workers: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    mixed_precision: str = "no"  # "bf16" on GPUs
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "kinds": list(self.kinds)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**data["model"])})
+
+
+def loss_and_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy over program tokens, and the share of them predicted right (padding excluded)."""
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=vocab.PAD_ID)
+    mask = targets != vocab.PAD_ID
+    accuracy = ((logits.argmax(-1) == targets) & mask).sum() / mask.sum().clamp(min=1)
+    return loss, accuracy
+
+
+def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None = None, progress: bool = True) -> dict:
+    """Train (or resume) until `config.steps`, or until step `stop_after`; returns the last figures."""
+    store = Store(config.store)
+    run = (config.zoo, "meta", config.run)
+    _record_config(store, run, config)
+    urls = [url for kind in config.kinds for url in shard_urls(store, config.zoo, kind)]
+    if not urls:
+        raise TrainError(f"no finished shards of kinds {', '.join(config.kinds)} in {store.url_of(config.zoo)}")
+
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
+        log_with="tensorboard",
+        project_dir=logdir or str(Path("runs") / config.zoo / config.run),
+    )
+    set_seed(config.seed)
+    model = MetaModel(config.model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
+    dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed)
+    loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate, num_workers=config.loader_workers)
+    batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
+    step, history = 0, []
+    newest = checkpoint.newest(store, run)
+    if newest is not None:
+        step = checkpoint.load(store, newest, model, optimizer, scheduler)
+        batches = itertools.islice(batches, step * config.grad_accum, None)  # resume where we were
+        history = [h for h in read_history(store, config.zoo, config.run) if h["step"] <= step]
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.init_trackers("meta", config={"preset": config.model.preset, "decoder": config.model.decoder, "lr": config.lr})
+
+    last = stop_after if stop_after is not None else config.steps
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.run}", unit="step", disable=not (progress and accelerator.is_main_process))
+    figures: dict = {"step": step}
+    started, samples = time.monotonic(), 0
+    while step < min(last, config.steps):
+        model.train()
+        for _ in range(config.grad_accum):
+            batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
+            with accelerator.accumulate(model):
+                logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+                loss, accuracy = loss_and_accuracy(logits, batch["targets"])
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            samples += len(batch["targets"])
+        step += 1
+        figures = {"step": step, "loss": loss.item(), "token_accuracy": accuracy.item(), "lr": scheduler.get_last_lr()[0],
+                   "samples_per_second": samples * accelerator.num_processes / (time.monotonic() - started)}
+        bar.update(1)
+        bar.set_postfix(loss=f"{figures['loss']:.3f}", acc=f"{figures['token_accuracy']:.3f}", sps=f"{figures['samples_per_second']:.0f}")
+        if step % config.log_every == 0:
+            accelerator.log({k: v for k, v in figures.items() if k != "step"}, step=step)
+            history.append(figures)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                folder = (*run, "checkpoints", f"step-{step:08d}")
+                checkpoint.save(store, folder, step, accelerator.unwrap_model(model), optimizer, scheduler)
+                store.write_bytes(json.dumps(history).encode(), *run, "history.json")
+    bar.close()
+    # Data-parallel ranks must end with the same parameters: compare a checksum across ranks.
+    checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    figures["ranks"] = accelerator.num_processes
+    figures["ranks_in_sync"] = bool(torch.unique(accelerator.gather(checksum.reshape(1).to(accelerator.device))).numel() == 1)
+    accelerator.end_training()
+    return figures
+
+
+def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> None:
+    """Write the run's config, or refuse to resume a run with another one."""
+    if store.exists(*run, "config.json"):
+        recorded = json.loads(store.read_bytes(*run, "config.json"))
+        if recorded != json.loads(json.dumps(config.to_json())):
+            changed = sorted(k for k in recorded if recorded[k] != json.loads(json.dumps(config.to_json())).get(k))
+            raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(changed)}); use another --run name")
+        return
+    store.write_bytes(json.dumps(config.to_json(), sort_keys=True).encode(), *run, "config.json")
+
+
+def read_history(store: Store, zoo: str, run: str) -> list[dict]:
+    """Training figures every `log_every` steps, up to the newest checkpoint ([] if none)."""
+    try:
+        return json.loads(store.read_bytes(zoo, "meta", run, "history.json"))
+    except FileNotFoundError:
+        return []
+
+
+def load_model(store_url: str, zoo: str, run: str) -> MetaModel:
+    """The newest checkpoint of a run, ready to `decompile`."""
+    store = Store(store_url)
+    folder = checkpoint.newest(store, (zoo, "meta", run))
+    if folder is None:
+        raise TrainError(f"run {zoo}/meta/{run} in {store.url} has no checkpoint")
+    config = TrainConfig.from_json(json.loads(store.read_bytes(zoo, "meta", run, "config.json")))
+    model = MetaModel(config.model)
+    model.load_state_dict(safetensors.torch.load(store.read_bytes(*folder, "model.safetensors")))
+    return model.eval()

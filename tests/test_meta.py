@@ -1,0 +1,141 @@
+"""The meta-model: exact weight tokens, program tokens that round-trip, a tiny model that learns,
+training that resumes exactly, skips corrupt shards, and keeps data-parallel ranks in sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import cli_env
+from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta.data import collate, example
+from inverse_tracr.meta.model import MetaConfig, MetaModel
+from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
+from inverse_tracr.programs import ProgramError
+from inverse_tracr.programs.sampler import SamplerConfig, sample_program
+from inverse_tracr.zoo import read_samples
+from inverse_tracr.zoo.generate import generate
+from inverse_tracr.zoo.manifest import ZooConfig
+
+
+@pytest.fixture(scope="module")
+def zoo32(tmp_path_factory):
+    store = tmp_path_factory.mktemp("meta")
+    generate(str(store), "z", ZooConfig(shard_size=16, min_ops=3, max_ops=5, seed=11), programs=32, workers=2, progress=False)
+    return store
+
+
+def test_weight_chunks_reassemble_to_the_original_tensors(small_zoo):
+    for sample in read_samples(str(small_zoo / "small/standard/shard-000000.tar")):
+        tokens = weights.tokenize(sample.params)
+        back = weights.untokenize(tokens)
+        assert back.keys() == sample.params.keys()
+        for name, array in sample.params.items():
+            np.testing.assert_array_equal(back[name], array)
+        assert tokens.last.sum() == len(sample.params)  # one last chunk per tensor
+        names = [name for name, _ in tokens.shapes]
+        assert names[:2] == ["pos_embed/embeddings", "token_embed/embeddings"]
+        assert names[2:8] == [f"transformer/layer_0/attn/{m}/{p}" for m in ("query", "key", "value") for p in ("w", "b")]
+        features = tokens.features()
+        assert features.shape == (len(tokens), weights.FEATURES)
+        assert (features[:, weights.CHUNK : weights.CHUNK + len(weights.PARAM_TYPES)].sum(1) == 1).all()
+
+
+def test_execution_order_puts_query_before_mlp_and_weights_before_biases():
+    order = sorted(["transformer/layer_1/mlp/linear_1/w", "transformer/layer_0/mlp/linear_2/b", "transformer/layer_0/attn/query/b",
+                    "transformer/layer_0/attn/query/w", "token_embed/embeddings", "extra/readout"], key=lambda n: weights.describe(n)[0])
+    assert order == ["token_embed/embeddings", "transformer/layer_0/attn/query/w", "transformer/layer_0/attn/query/b",
+                     "transformer/layer_0/mlp/linear_2/b", "transformer/layer_1/mlp/linear_1/w", "extra/readout"]
+
+
+def test_program_tokens_round_trip_and_the_grammar_admits_every_true_program():
+    config = SamplerConfig(min_ops=2, max_ops=12)
+    for seed in range(80):
+        program = sample_program(random.Random(seed), config)
+        ids = vocab.encode(program)
+        assert vocab.decode(ids, program.vocab, program.max_seq_len) == program
+        grammar = vocab.Grammar()
+        for token in ids[1:]:
+            assert token in grammar.allowed(), (program.source(), vocab.TOKENS[token])
+            grammar.step(token)
+        assert grammar.done
+
+
+@pytest.mark.parametrize("tokens, fragment", [
+    ([vocab.BOS, "Map", "lt_3", "tokens", "NA"], "end-of-program"),
+    ([vocab.BOS, "Map", "lt_3", "tokens", vocab.EOS], "whole lines"),
+    ([vocab.BOS, "Aggregate", "v1", "tokens", "NA", "v1", vocab.EOS], "before it is assigned"),
+])
+def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
+    with pytest.raises(ProgramError, match=fragment):
+        vocab.decode([vocab.INDEX[t] for t in tokens], (0, 1, 2, 3, 4), 5)
+
+
+def test_tiny_model_overfits_32_programs(zoo32, tmp_path):
+    config = TrainConfig(store=str(zoo32), zoo="z", run="overfit", split=None, model=MetaConfig(preset="tiny", max_chunks=128),
+                         steps=300, batch_size=32, lr=3e-3, warmup=10, shuffle_buffer=0, checkpoint_every=300)
+    train(config, logdir=str(tmp_path / "logs"), progress=False)
+    model = load_model(str(zoo32), "z", "overfit")
+    samples = list(read_samples(str(zoo32 / "z/standard/shard-{000000..000001}.tar")))
+    assert len(samples) == 32
+    batch = collate([example(s, 128) for s in samples])
+    with torch.no_grad():
+        logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+    _, accuracy = loss_and_accuracy(logits, batch["targets"])
+    assert accuracy >= 0.95
+    exact = 0
+    for s in samples[:10]:
+        try:
+            exact += model.decompile(s.params, s.program.vocab, s.program.max_seq_len) == s.program
+        except ProgramError:
+            pass  # a wrong prediction, like any other
+    assert exact >= 8
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))  # TensorBoard logs
+
+
+def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, checkpoint_every=4,
+                       shuffle_buffer=8, model=MetaConfig(preset="tiny", max_chunks=128, dropout=0.1, input_noise=0.05, input_dropout=0.1))
+    train(dataclasses.replace(base, run="whole"), logdir=str(tmp_path / "a"), progress=False)
+    stopped = train(dataclasses.replace(base, run="pieces"), stop_after=4, logdir=str(tmp_path / "b"), progress=False)
+    assert stopped["step"] == 4
+    train(dataclasses.replace(base, run="pieces"), logdir=str(tmp_path / "b"), progress=False)
+    whole, pieces = load_model(str(small_zoo), "small", "whole"), load_model(str(small_zoo), "small", "pieces")
+    for (name, a), b in zip(whole.state_dict().items(), pieces.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(Exception, match="other settings"):
+        train(dataclasses.replace(base, run="pieces", lr=1.0), progress=False)
+
+
+def test_a_corrupt_shard_in_the_training_set_is_skipped_with_a_warning(small_zoo, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(small_zoo / "small", store / "small")
+    (store / "small/standard/shard-000000.tar").write_bytes(b"garbage" * 100)  # marker still says finished
+    config = TrainConfig(store=str(store), zoo="small", split=None, steps=3, batch_size=4, warmup=1, shuffle_buffer=0,
+                         model=MetaConfig(preset="tiny", max_chunks=128))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = train(config, logdir=str(tmp_path / "logs"), progress=False)
+    assert figures["step"] == 3 and np.isfinite(figures["loss"])
+    assert any("shard-000000.tar" in str(w.message) for w in caught)
+
+
+def test_two_cpu_processes_train_in_lockstep(small_zoo, tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "inverse_tracr.cli",
+        "train", "--store", str(small_zoo), "--zoo", "small", "--run", "ddp", "--steps", "4", "--batch-size", "3",
+        "--warmup", "1", "--checkpoint-every", "4", "--logdir", str(tmp_path), "--quiet",
+    ]
+    result = subprocess.run(command, env=cli_env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 ranks, parameters identical across ranks" in result.stdout
