@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench clean
 
-# The main job: a small local run on the embedded defaults (local store, process pool, CPU).
+# The main job: a small local run on the embedded defaults (local store, process pool, CPU):
+# a zoo of 1000 verified programs, a tiny meta-model trained on it, its evaluation report.
+# Rerunning reuses finished shards, checkpoints and the trained model.
 run: $(STAMP)
-	$(BIN)/inverse-tracr generate --store ./zoo-store --zoo demo --programs 200 --shard-size 50
+	$(BIN)/inverse-tracr generate --store ./zoo-store --zoo demo --programs 1000 --shard-size 100
+	$(BIN)/inverse-tracr train --store ./zoo-store --zoo demo --run tiny --preset tiny --steps 600 --lr 1e-3 --loader-workers 1
+	$(BIN)/inverse-tracr evaluate --store ./zoo-store --zoo demo --run tiny --split val
 
 # Every test, as CI runs it (.ci/run calls this).
 test: $(STAMP)
@@ -16,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
+	@echo "meta-model on CPU: see benchmarks/meta_cpu.py (needs a 20,000-program zoo first)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -37,6 +37,16 @@ def _shard_range(text: str) -> range:
     return range(start, stop)
 
 
+def _part(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (part K of N, counted from 0), got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -45,6 +55,21 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
+
+
+def _where(parser: argparse.ArgumentParser, run: bool = False) -> None:
+    """--store and --zoo (and --run): where a stage reads and writes."""
+    parser.add_argument("--store", default="./zoo-store", help="store URL: a local path, file://, gs:// or s3:// (default: %(default)s)")
+    parser.add_argument("--zoo", default="demo", help="zoo name, a folder under the store (default: %(default)s)")
+    if run:
+        parser.add_argument("--run", default="meta", help="meta-model run: a folder <zoo>/meta/<run> (default: %(default)s)")
+
+
+def _which_sample(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="shard URL, e.g. ./zoo-store/demo/standard/shard-000000.tar or gs://bucket/zoo/standard/shard-000000.tar")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--key", help="program id of the sample (default: the first)")
+    which.add_argument("--index", type=int, default=0, help="position of the sample in the shard (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
             "<store>/<zoo>/standard/. Finished shards are skipped, so rerunning continues a run."
         ),
     )
-    gen.add_argument("--store", default="./zoo-store", help="store URL: a local path, file://, gs:// or s3:// (default: %(default)s)")
-    gen.add_argument("--zoo", default="demo", help="zoo name, a folder under the store (default: %(default)s)")
+    _where(gen)
     gen.add_argument("--programs", type=_positive, default=1000, help="verified programs wanted, rounded up to whole shards (default: %(default)s)")
     gen.add_argument("--shard-size", type=_positive, default=100, help="programs per shard (default: %(default)s)")
-    gen.add_argument("--shards", type=_shard_range, metavar="A:B", help="write only shards A..B-1 (for fanning out over machines)")
+    where = gen.add_mutually_exclusive_group()
+    where.add_argument("--shards", type=_shard_range, metavar="A:B", help="write only shards A..B-1 (for fanning out over machines)")
+    where.add_argument("--part", type=_part, metavar="K/N", help="write only the K-th of N equal slices of the shards (K from 0): one pod of N")
     gen.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="compile processes (default: CPU count, %(default)s)")
     gen.add_argument("--min-ops", type=_positive, default=4, help="fewest lines per program (default: %(default)s)")
     gen.add_argument("--max-ops", type=_positive, default=8, help="most lines per program (default: %(default)s)")
@@ -87,10 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one sample of a shard: program, canonical lines, model layout, verification",
         description="Print a sample of a shard (any store URL): its program, canonical lines, block layout and verification result.",
     )
-    ins.add_argument("url", help="shard URL, e.g. ./zoo-store/demo/standard/shard-000000.tar or gs://bucket/zoo/standard/shard-000000.tar")
-    which = ins.add_mutually_exclusive_group()
-    which.add_argument("--key", help="program id of the sample (default: the first)")
-    which.add_argument("--index", type=int, default=0, help="position of the sample in the shard (default: %(default)s)")
+    _which_sample(ins)
     ins.set_defaults(handler=_inspect)
 
     tr = stages.add_parser(
@@ -102,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
             "or machines, start this command with `accelerate launch -m inverse_tracr.cli train …`."
         ),
     )
-    tr.add_argument("--store", default="./zoo-store", help="store URL (default: %(default)s)")
-    tr.add_argument("--zoo", default="demo", help="zoo name (default: %(default)s)")
-    tr.add_argument("--run", default="meta", help="run name: a folder for config, checkpoints (default: %(default)s)")
+    _where(tr, run=True)
     tr.add_argument("--kinds", default="standard", help="comma-separated zoo kinds to train on (default: %(default)s)")
     tr.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default: %(default)s)")
     tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
@@ -133,9 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
             "<store>/<zoo>/meta/<run>/eval/<kind>-<split>/."
         ),
     )
-    ev.add_argument("--store", default="./zoo-store", help="store URL (default: %(default)s)")
-    ev.add_argument("--zoo", default="demo", help="zoo name (default: %(default)s)")
-    ev.add_argument("--run", default="meta", help="run name (default: %(default)s)")
+    _where(ev, run=True)
     ev.add_argument("--kind", default="standard", choices=["standard", "compressed", "natural"], help="zoo kind (default: %(default)s)")
     ev.add_argument("--split", default="val", choices=["train", "val", "test", "all"], help="split (default: %(default)s)")
     ev.add_argument("--limit", type=_positive, help="evaluate at most this many programs")
@@ -144,18 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_evaluate)
 
+    st = stages.add_parser(
+        "status",
+        help="show a zoo's progress from the store alone: shards per kind, rejections, checkpoints, evaluations",
+        description="Read the store (no cluster access needed) and show shards done per kind, programs, rejections, training checkpoints and evaluation results.",
+    )
+    _where(st)
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
+    st.set_defaults(handler=_status)
+
     dec = stages.add_parser(
         "decompile",
         help="decompile one sample's weights with a trained meta-model; show true and predicted programs",
         description="Read a sample's weights, predict its program with the newest checkpoint of a run, and show which lines differ.",
     )
-    dec.add_argument("url", help="shard URL")
-    dec.add_argument("--store", default="./zoo-store", help="store URL of the run (default: %(default)s)")
-    dec.add_argument("--zoo", default="demo", help="zoo name of the run (default: %(default)s)")
-    dec.add_argument("--run", default="meta", help="run name (default: %(default)s)")
-    which = dec.add_mutually_exclusive_group()
-    which.add_argument("--key", help="program id of the sample (default: the first)")
-    which.add_argument("--index", type=int, default=0, help="position of the sample in the shard (default: %(default)s)")
+    _which_sample(dec)
+    _where(dec, run=True)
     dec.set_defaults(handler=_decompile)
     return parser
 
@@ -176,12 +199,17 @@ def _generate(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise UserError(str(error)) from None
+    shards = args.shards
+    if args.part is not None:
+        k, n = args.part
+        total = config.shards_for(args.programs)
+        shards = range(k * total // n, (k + 1) * total // n)  # contiguous, sizes differ by at most one
     summary = generate(
         args.store,
         args.zoo,
         config,
         programs=args.programs,
-        shards=args.shards,
+        shards=shards,
         workers=args.workers,
         memory_limit_mb=args.memory_limit_mb,
         progress=not args.quiet,
@@ -239,6 +267,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         right = [r["name"] for r in result["lib"] if r["exact"]]
         print(f"Tracr lib programs exactly right: {', '.join(right) if right else 'none'} (of {len(result['lib'])})")
     print(f"report: {result['location']}/report.md (plots beside it)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from inverse_tracr.pipeline.status import format_status, zoo_status
+
+    status = zoo_status(args.store, args.zoo)
+    print(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0
 
 

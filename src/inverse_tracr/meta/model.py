@@ -22,6 +22,7 @@ from transformers import GPT2Config, GPT2Model
 
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.programs import Program
+from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
 #: Named sizes: `tiny` for tests on a CPU … the thesis's GPT-2 medium/large for A100s.
 PRESETS = {
@@ -74,6 +75,7 @@ class MetaModel(nn.Module):
         rows = MAX_PROGRAM_TOKENS if config.decoder == "slots" else len(vocab.TOKENS)
         self.program_in = nn.Embedding(rows, size["n_embd"])
         self.head = nn.Linear(size["n_embd"], len(vocab.TOKENS))
+        self.program_vocab, self.program_max_seq_len = DEFAULT_VOCAB, DEFAULT_MAX_SEQ_LEN
 
     def forward(self, features, weight_mask, program_in, program_mask):
         """Logits [B, T, V] for the program positions.
@@ -131,8 +133,16 @@ class MetaModel(nn.Module):
                 grammar.step(ids[-1])
         return ids[1:]
 
-    def decompile(self, params: dict[str, np.ndarray], vocab_: tuple, max_seq_len: int, constrained: bool = True) -> Program:
-        """The program these weights compute; ProgramError if the prediction does not parse."""
+    def decompile(
+        self, params: dict[str, np.ndarray], vocab_: tuple | None = None, max_seq_len: int | None = None, constrained: bool = True
+    ) -> Program:
+        """The program these weights compute; ProgramError if the prediction does not parse.
+
+        Programs are read with the vocabulary and length of the zoo the model was trained on
+        (`train.load_model` sets them) unless given.
+        """
+        vocab_ = vocab_ if vocab_ is not None else self.program_vocab
+        max_seq_len = max_seq_len if max_seq_len is not None else self.program_max_seq_len
         return vocab.decode([vocab.BOS_ID, *self.generate(params, constrained)], vocab_, max_seq_len)
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ from transformers import get_cosine_schedule_with_warmup
 from inverse_tracr.meta import checkpoint, vocab
 from inverse_tracr.meta.data import collate, stream
 from inverse_tracr.meta.model import MetaConfig, MetaModel
+from inverse_tracr.zoo.manifest import read_config
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
@@ -175,4 +176,6 @@ def load_model(store_url: str, zoo: str, run: str) -> MetaModel:
     config = TrainConfig.from_json(json.loads(store.read_bytes(zoo, "meta", run, "config.json")))
     model = MetaModel(config.model)
     model.load_state_dict(safetensors.torch.load(store.read_bytes(*folder, "model.safetensors")))
+    zoo_config = read_config(store, zoo)
+    model.program_vocab, model.program_max_seq_len = zoo_config.sampler.vocab, zoo_config.max_seq_len
     return model.eval()

@@ -19,7 +19,7 @@ import dataclasses
 import random
 
 from inverse_tracr.programs import library, values
-from inverse_tracr.programs.program import NA, Line, Program
+from inverse_tracr.programs.program import Line, Op, Program
 
 TRIES_PER_STEP = 200
 RESTARTS = 50
@@ -105,7 +105,7 @@ def _try_sample(rng: random.Random, config: SamplerConfig, n_ops: int) -> list[L
             return None  # dead end: restart
         op, fn, operands, result = candidate
         ret = f"v{step + 1}"
-        state.lines.append((op, *_fields(fn, operands), ret))
+        state.lines.append(Op(op, fn, tuple(operands)).line(ret))
         state.definitions[ret] = state.lines[-1]
         state.keys.add((op, fn, tuple(operands)))
         state.dangling -= set(operands)
@@ -113,11 +113,6 @@ def _try_sample(rng: random.Random, config: SamplerConfig, n_ops: int) -> list[L
         state.types[ret] = result
         state.order.append(ret)
     return state.lines
-
-
-def _fields(fn: str | None, operands: list[str]) -> tuple[str, str, str]:
-    fields = ([fn] if fn is not None else []) + operands
-    return tuple(fields + [NA] * (3 - len(fields)))  # type: ignore[return-value]
 
 
 def _candidate(rng: random.Random, state: _State, config: SamplerConfig, remaining: int):
@@ -149,8 +144,8 @@ def _candidate(rng: random.Random, state: _State, config: SamplerConfig, remaini
         fn, operands = None, [pick(lambda t: t.selector), pick(lambda t: not t.selector)]
     else:
         fn, operands = None, [pick(lambda t: t.selector)]
-    if None in operands or fn is None and op in ("Map", "NumericalMap"):
-        return None
+    if None in operands or (fn is None and op in ("Map", "NumericalMap")):
+        return None  # no operand of the right type yet, or no non-trivial function for it
     if op == "SequenceMap" and library.SEQUENCE_MAP_FNS[fn].commutative:
         operands.sort()
     if op in ("Select", "Aggregate") and any(state.types[o].nullable for o in operands):

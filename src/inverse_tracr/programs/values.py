@@ -32,7 +32,10 @@ class VarType:
 
     @property
     def binary(self) -> bool:
-        """Only numerical variables with values in {0, 1} can be averaged by Tracr's attention."""
+        """Only numerical variables with values in {0, 1} can be averaged by Tracr's attention.
+
+        The test is Tracr's own (`int(v)` in {0, 1}, so fractions pass it too): a stricter one
+        would refuse programs Tracr compiles."""
         return not self.selector and {int(v) for v in self.values} <= {0, 1}
 
 

@@ -1,0 +1,193 @@
+"""The Helm chart, Argo templates, manifests and images, validated offline with real tools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import cli_env
+from inverse_tracr.cli import build_parser
+from inverse_tracr.zoo import read_samples
+from inverse_tracr.zoo.shards import shard_urls
+from inverse_tracr.zoo.store import Store
+from k8s_tools import CHART, PARAMETER, ROOT, argo_schema, render, run_helm, strings
+
+VALUE_SETS = {"defaults": (), "minimal": (ROOT / "helm/values/minimal.yaml",), "large": (ROOT / "helm/values/large.yaml",)}
+KUBERNETES = "1.33.0"
+
+
+@pytest.fixture(scope="module", params=sorted(VALUE_SETS))
+def rendered(request):
+    return request.param, render(*VALUE_SETS[request.param])
+
+
+def _argo(docs):
+    return [d for d in docs if d["apiVersion"].startswith("argoproj.io/")]
+
+
+def _embedded(docs):
+    """Kubernetes objects that Argo resource templates create (the training Service and Job)."""
+    return [yaml.safe_load(t["resource"]["manifest"]) for d in _argo(docs) for t in d["spec"]["templates"] if "resource" in t]
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_helm_lint_strict_passes(values):
+    args = ["lint", "--strict", str(CHART)] + [a for v in VALUE_SETS[values] for a in ("-f", str(v))]
+    result = run_helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_values_are_rejected_by_the_schema():
+    result = run_helm("template", "x", str(CHART), "-f", str(ROOT / "helm/values/bad.yaml"))
+    assert result.returncode != 0
+    for fragment in ("programz", "/zoo/pods", "/training/preset"):
+        assert fragment in result.stderr
+
+
+def test_core_objects_validate_strictly(rendered):
+    _, docs = rendered
+    core = [d for d in docs if not d["apiVersion"].startswith("argoproj.io/")] + _embedded(docs)
+    kinds = sorted(d["kind"] for d in core)
+    assert kinds == ["Job", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    for doc in core:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_argo_objects_validate_against_a_strict_schema_and_are_consistent(rendered):
+    _, docs = rendered
+    templates = {d["metadata"]["name"]: d for d in _argo(docs)}
+    assert set(templates) == {f"inverse-tracr-{s}" for s in ("generate", "train", "evaluate", "pipeline")}
+    for name, doc in templates.items():
+        jsonschema.validate(doc, argo_schema("WorkflowTemplate"))
+        spec = doc["spec"]
+        own = {t["name"]: t for t in spec["templates"]}
+        assert spec["entrypoint"] in own, name
+        declared = {p["name"] for p in spec["arguments"]["parameters"]}
+        for template in spec["templates"]:
+            inputs = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+            for scope, parameter in PARAMETER.findall(" ".join(strings(template))):
+                assert parameter in (inputs if scope == "inputs" else declared), (name, template["name"], parameter)
+            tasks = template.get("dag", {}).get("tasks", []) + [s for group in template.get("steps", []) for s in group]
+            names = {t["name"] for t in tasks}
+            for task in tasks:
+                assert set(task.get("dependencies", [])) <= names, (name, task["name"])
+                if "templateRef" in task:
+                    ref = task["templateRef"]
+                    assert ref["template"] in {t["name"] for t in templates[ref["name"]]["spec"]["templates"]}
+                else:
+                    assert task["template"] in own, (name, task["template"])
+
+
+def test_argo_workflows_users_submit_reference_installed_templates():
+    docs = {d["metadata"]["name"]: d for d in _argo(render())}
+    for path in sorted((ROOT / "argo").glob("*.yaml")):
+        workflow = yaml.safe_load(path.read_text())
+        jsonschema.validate(workflow, argo_schema("Workflow"))
+        target = docs[workflow["spec"]["workflowTemplateRef"]["name"]]
+        declared = {p["name"] for p in target["spec"]["arguments"]["parameters"]}
+        assert {p["name"] for p in workflow["spec"]["arguments"]["parameters"]} <= declared, path.name
+
+
+def _containers(docs):
+    """(template name, labels, container) of every pod the templates make."""
+    for doc in _argo(docs):
+        for template in doc["spec"]["templates"]:
+            if "container" in template:
+                yield template["name"], template.get("metadata", {}).get("labels", {}), template["container"]
+    for job in (d for d in _embedded(docs) if d["kind"] == "Job"):
+        spec = job["spec"]["template"]
+        for container in spec["spec"]["containers"]:
+            yield job["metadata"]["name"], spec["metadata"]["labels"], container
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    text = PARAMETER.sub(lambda m: values[m.group(2)], text)
+    return text.replace("{{item}}", "0").replace("$(JOB_COMPLETION_INDEX)", "0").replace("{{workflow.name}}", "wf")
+
+
+def test_every_command_line_parses_with_the_real_cli(rendered):
+    from accelerate.commands.launch import launch_command_parser
+
+    _, docs = rendered
+    defaults = {p["name"]: p["value"] for p in _argo(docs)[0]["spec"]["arguments"]["parameters"]}
+    values = {**defaults, "part": "0", "kind": "standard"}
+    parsed = 0
+    for name, labels, container in _containers(docs):
+        args = [_substitute(a, values) for a in container["args"]]
+        if container["command"] == ["accelerate"]:
+            cli_at = args.index("inverse_tracr.cli")
+            launch_command_parser().parse_args(args[1:cli_at - 1] + ["x.py"])  # accelerate's own parser
+            args = args[cli_at + 1 :]
+        else:
+            assert container["command"] == ["inverse-tracr"], name
+        build_parser().parse_args(args)  # raises SystemExit on any unknown or malformed option
+        parsed += 1
+    assert parsed == 4  # generate, evaluate, report (status), train
+
+
+def test_pods_are_labelled_non_root_and_bounded(rendered):
+    _, docs = rendered
+    for name, labels, container in _containers(docs):
+        assert labels["app.kubernetes.io/name"] == "inverse-tracr" and "app.kubernetes.io/component" in labels, name
+        assert "inverse-tracr/zoo" in labels, name
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] and security["runAsUser"] != 0 and not security["allowPrivilegeEscalation"], name
+        assert security["readOnlyRootFilesystem"] and security["capabilities"]["drop"] == ["ALL"], name
+        assert container["resources"]["requests"] and container["resources"]["limits"], name
+    generate = next(labels for name, labels, _ in _containers(docs) if name == "generate-part")
+    assert generate["inverse-tracr/part"] == "{{inputs.parameters.part}}"
+    for doc in _argo(docs):
+        assert doc["spec"]["securityContext"]["runAsNonRoot"] and doc["spec"]["podGC"] and doc["spec"]["ttlStrategy"]
+
+
+def test_large_values_scale_the_fan_out_and_the_training_job():
+    docs = render(*VALUE_SETS["large"])
+    generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))
+    assert generate["spec"]["parallelism"] == 500
+    parameters = {p["name"]: p["value"] for p in generate["spec"]["arguments"]["parameters"]}
+    assert parameters["programs"] == "800000" and parameters["pods"] == "1000" and parameters["shard-size"] == "800"
+    job = next(d for d in _embedded(docs) if d["kind"] == "Job")
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4 and job["spec"]["completionMode"] == "Indexed"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    args = container["args"]
+    assert args[args.index("--num_processes") + 1] == "32" and args[args.index("--num_machines") + 1] == "4"
+    assert "--multi_gpu" in args and args[args.index("--main_process_ip") + 1] == "{{workflow.name}}-train-0.{{workflow.name}}-train"
+    assert job["spec"]["template"]["spec"]["subdomain"] == "{{workflow.name}}-train"
+
+
+def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
+    store = f"{gcs_bucket}/argo"
+    docs = render(sets=("zoo.programs=6", "zoo.shardSize=2", "zoo.pods=2", "zoo.workersPerPod=1", "zoo.minOps=3", "zoo.maxOps=5", f"store.url={store}"))
+    generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))
+    values = {p["name"]: p["value"] for p in generate["spec"]["arguments"]["parameters"]}
+    templates = {t["name"]: t for t in generate["spec"]["templates"]}
+    fan_out = templates[generate["spec"]["entrypoint"]]["dag"]["tasks"][0]
+    count = int(_substitute(fan_out["withSequence"]["count"], values))
+    assert count == 2
+    for item in range(count):  # the DAG's fan-out, expanded: each pod's command, as the pod runs it
+        container = templates[fan_out["template"]]["container"]
+        args = [PARAMETER.sub(lambda m: str(item) if m.group(2) == "part" else values[m.group(2)], a) for a in container["args"]]
+        result = subprocess.run([sys.executable, "-m", "inverse_tracr.cli", *args], env=cli_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    urls = shard_urls(Store(store), values["zoo"])
+    assert len(urls) == 3  # 6 programs in shards of 2, split over 2 pods
+    samples = list(read_samples(urls))
+    assert len(samples) == 6 and all(s.meta["verification"]["passed"] for s in samples)
+    status = subprocess.run([sys.executable, "-m", "inverse_tracr.cli", "status", "--store", store, "--zoo", values["zoo"]],
+                            env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "standard: 3 shards, 6 programs" in status.stdout
+
+
+def test_dockerfiles_pass_hadolint_and_run_as_non_root():
+    for name in ("Dockerfile.cpu", "Dockerfile.gpu"):
+        result = subprocess.run([str(ROOT / ".venv/bin/hadolint") if (ROOT / ".venv/bin/hadolint").exists() else "hadolint", str(ROOT / name)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+        text = (ROOT / name).read_text()
+        assert "USER 10001:10001" in text and "-c constraints.txt" in text
