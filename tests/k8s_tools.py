@@ -89,3 +89,18 @@ def strings(node):
     elif isinstance(node, list):
         for value in node:
             yield from strings(value)
+
+
+#: checkov pins networkx 2.x, boto and packaging versions the project cannot use: it gets its own venv.
+CHECKOV = "checkov==3.3.30"
+
+
+@functools.cache
+def checkov() -> str:
+    """Path of a checkov executable in its own virtual environment (created once, ~1 min)."""
+    venv = Path(sys.prefix) / "tools" / "checkov"
+    executable = venv / "bin" / "checkov"
+    if not executable.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", CHECKOV], check=True)
+    return str(executable)

@@ -47,6 +47,13 @@ def _part(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -172,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.set_defaults(handler=_status)
 
+    sub = stages.add_parser(
+        "submit",
+        help="start an Argo Workflow from an installed WorkflowTemplate (current kube-context)",
+        description=(
+            "Create a Workflow from a WorkflowTemplate installed by the Helm chart, with parameters, through the "
+            "Kubernetes API (the current kube-context, or the in-cluster service account), and print how to follow it."
+        ),
+    )
+    sub.add_argument("template", nargs="?", default="inverse-tracr-pipeline",
+                     help="WorkflowTemplate: inverse-tracr-{pipeline,generate,train,evaluate} (default: %(default)s)")
+    sub.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE", type=_parameter,
+                     help="workflow parameter, e.g. -p programs=800000 -p pods=500 (repeatable)")
+    sub.add_argument("-n", "--namespace", default="inverse-tracr", help="namespace (default: %(default)s)")
+    sub.add_argument("--context", help="kube-context (default: the current one)")
+    sub.set_defaults(handler=_submit)
+
     dec = stages.add_parser(
         "decompile",
         help="decompile one sample's weights with a trained meta-model; show true and predicted programs",
@@ -280,6 +303,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from inverse_tracr.pipeline.submit import submit, workflow_body
+
+    parameters = dict(args.parameter)
+    name = submit(workflow_body(args.template, parameters), args.namespace, args.context)
+    zoo = parameters.get("zoo", "<zoo>")
+    print(f"submitted workflow {name} in namespace {args.namespace}")
+    print(f"  follow it:   argo watch -n {args.namespace} {name}")
+    print(f"  its pods:    kubectl get pods -n {args.namespace} -l workflows.argoproj.io/workflow={name}")
+    print(f"  a stage's:   kubectl get pods -n {args.namespace} -l app.kubernetes.io/component=generate,inverse-tracr/zoo={zoo}")
+    print(f"  progress:    inverse-tracr status --store <store URL> --zoo {zoo}")
+    return 0
+
+
 def _decompile(args: argparse.Namespace) -> int:
     from inverse_tracr.meta.train import load_model
     from inverse_tracr.programs import ProgramError
@@ -318,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inverse_tracr.zoo.store import StoreError
 
     errors: tuple[type[Exception], ...] = (UserError, StoreError, ZooConfigError, GenerationError)
+    if args.command == "submit":
+        from inverse_tracr.pipeline.submit import SubmitError
+
+        errors += (SubmitError,)
     if args.command in ("train", "decompile", "evaluate"):
         from inverse_tracr.evaluate.run import EvaluateError
         from inverse_tracr.meta.train import TrainError

@@ -21,10 +21,12 @@ are renamed v1, v2, … in that order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
+import logging
 from typing import Any, Iterable, Sequence
 
 from tracr.rasp import rasp
@@ -210,7 +212,8 @@ class Program:
             if op.op in ("Map", "NumericalMap"):
                 expr = rasp.Map(library.MAP_FNS[op.fn], args[0], simplify=False)
             elif op.op == "SequenceMap":
-                expr = rasp.SequenceMap(library.SEQUENCE_MAP_FNS[op.fn], *args)
+                with _quiet_absl():  # Tracr warns about SequenceMap(f, x, x), which canonical forms produce
+                    expr = rasp.SequenceMap(library.SEQUENCE_MAP_FNS[op.fn], *args)
             elif op.op == "Select":
                 expr = rasp.Select(args[0], args[1], library.PREDICATES[op.fn])
             elif op.op == "Aggregate":
@@ -324,6 +327,17 @@ class Program:
 
     def __str__(self) -> str:
         return self.source()
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _postorder(sop: rasp.RASPExpr) -> list[rasp.RASPExpr]:
