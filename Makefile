@@ -8,11 +8,9 @@ STAMP := $(VENV)/.installed
 
 # The main job: a small local run on the embedded defaults (local store, process pool, CPU):
 # a zoo of 1000 verified programs, a tiny meta-model trained on it, its evaluation report.
-# Rerunning reuses finished shards, checkpoints and the trained model.
+# Rerunning reuses finished shards, checkpoints and reports.
 run: $(STAMP)
-	$(BIN)/inverse-tracr generate --store ./zoo-store --zoo demo --programs 1000 --shard-size 100
-	$(BIN)/inverse-tracr train --store ./zoo-store --zoo demo --run tiny --preset tiny --steps 600 --lr 1e-3 --loader-workers 1
-	$(BIN)/inverse-tracr evaluate --store ./zoo-store --zoo demo --run tiny --split val
+	$(BIN)/inverse-tracr run --preset demo
 
 # Every test, as CI runs it (.ci/run calls this).
 test: $(STAMP)

@@ -89,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks) to stderr")
     stages = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
+    rn = stages.add_parser(
+        "run",
+        help="run every stage locally: generate a zoo, train a meta-model, evaluate it, show the results",
+        description=(
+            "Generate a zoo, train a meta-model and evaluate it on this machine (local store, process pool, CPU), "
+            "then print the accuracy buckets and where the report is. Rerunning reuses finished shards, checkpoints "
+            "and reports. --config takes a YAML file shaped like the Helm chart's values (store, zoo, training, "
+            "evaluation), checked against the chart's schema."
+        ),
+    )
+    rn.add_argument("--preset", default="demo", help="starting values: demo (~5 min on 2 cores) or small (default: %(default)s)")
+    rn.add_argument("--config", help="YAML values overriding the preset (same keys as helm/inverse-tracr/values.yaml)")
+    rn.add_argument("--quiet", action="store_true", help="no progress bars")
+    rn.set_defaults(handler=_run)
+
     gen = stages.add_parser(
         "generate",
         help="sample RASP programs, compile them with Tracr, verify them, write standard shards",
@@ -204,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     _where(dec, run=True)
     dec.set_defaults(handler=_decompile)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from inverse_tracr.evaluate import report
+    from inverse_tracr.pipeline.run import load_values, plan, run
+
+    result = run(plan(load_values(args.config, args.preset)), progress=not args.quiet)
+    print()
+    print(report.text_table(report.bucket_table(result)))
+    for decoding, summary in result["decodings"].items():
+        print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%")
+    print(f"report: {result['location']}/report.md, plots: buckets.png, confusion.png, learning_curve.png")
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -355,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inverse_tracr.zoo.store import StoreError
 
     errors: tuple[type[Exception], ...] = (UserError, StoreError, ZooConfigError, GenerationError)
+    if args.command == "run":
+        from inverse_tracr.evaluate.run import EvaluateError
+        from inverse_tracr.meta.train import TrainError
+        from inverse_tracr.pipeline.run import RunConfigError
+
+        errors += (RunConfigError, TrainError, EvaluateError)
     if args.command == "submit":
         from inverse_tracr.pipeline.submit import SubmitError
 

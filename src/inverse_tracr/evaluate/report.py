@@ -98,7 +98,7 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     labels = [f"≥{b}%" for b in reversed(BUCKETS)]
     for i, (name, summary) in enumerate(decodings):
         ax.bar([x + i * width for x in range(len(labels))], [summary["buckets"][f">={b}%"] for b in reversed(BUCKETS)], width, label=name)
-    ax.bar([x + len(decodings) * width for x in range(len(labels))], [THESIS[f">={b}%"] for b in reversed(BUCKETS)], width, label="thesis", color="lightgrey")
+    ax.bar([x + len(decodings) * width for x in range(len(labels))], [THESIS[f">={b}%"] for b in reversed(BUCKETS)], width, label="thesis (15 ops)", color="lightgrey")
     ax.set_xticks([x + width * len(decodings) / 2 for x in range(len(labels))], labels)
     ax.set_ylabel("share of programs")
     ax.set_ylim(0, 1)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.verify import make_inputs
 from inverse_tracr.evaluate import metrics, report
+from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.train import load_model, read_history
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
@@ -47,6 +48,23 @@ class EvalConfig:
     lib: bool = True
 
 
+def report_location(config: EvalConfig) -> tuple[str, ...]:
+    return (config.zoo, "meta", config.run, "eval", f"{config.kind}-{config.split}")
+
+
+def existing_report(config: EvalConfig) -> dict[str, Any] | None:
+    """The report of this evaluation, if one was written for the run's newest checkpoint."""
+    store = Store(config.store)
+    folder = report_location(config)
+    if not store.exists(*folder, "report.json"):
+        return None
+    report = json.loads(store.read_bytes(*folder, "report.json"))
+    newest = checkpoint.newest(store, (config.zoo, "meta", config.run))
+    if report.get("config") != json.loads(json.dumps(dataclasses.asdict(config))) or newest is None or report.get("checkpoint") != newest[-1]:
+        return None
+    return {**report, "location": store.url_of(*folder)}
+
+
 def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     store = Store(config.store)
     urls = shard_urls(store, config.zoo, config.kind)
@@ -72,12 +90,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
 
     out = {
         "config": dataclasses.asdict(config),
+        "checkpoint": checkpoint.newest(store, (config.zoo, "meta", config.run))[-1],
         "programs": len(samples),
         "decodings": {d: metrics.summarise(r) for d, r in results.items()},
         "history": read_history(store, config.zoo, config.run),
         "lib": _lib(store, config, model) if config.lib else [],
     }
-    folder = (config.zoo, "meta", config.run, "eval", f"{config.kind}-{config.split}")
+    folder = report_location(config)
     store.write_bytes(json.dumps(out, indent=1).encode(), *folder, "report.json")
     store.write_bytes(report.markdown(out).encode(), *folder, "report.md")
     for name, png in report.plots(out).items():

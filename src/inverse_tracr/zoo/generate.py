@@ -54,6 +54,8 @@ class Summary:
         return self.programs / working if working > 0 else 0.0
 
     def lines(self) -> list[str]:
+        if not self.shards_written:
+            return [f"all {self.shards_skipped} shard(s) already finished: nothing to do"]
         out = [
             f"wrote {self.shards_written} shard(s), skipped {self.shards_skipped} finished; "
             f"{self.programs} verified programs from {self.candidates} candidates "

@@ -1,0 +1,133 @@
+"""`inverse-tracr run`: every stage on one machine — generate, train, evaluate — then the results.
+
+Configured by a preset or by a YAML file with the *same structure as the Helm chart's values*
+(validated by the chart's own `values.schema.json`, so a file that works here installs there).
+Each stage reuses what exists: finished shards, the newest checkpoint, a report already written
+for that checkpoint; a changed zoo or training config is refused by the stage that owns it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inverse_tracr.evaluate.run import EvalConfig, evaluate, existing_report
+from inverse_tracr.meta.model import MetaConfig
+from inverse_tracr.meta.train import TrainConfig, train
+from inverse_tracr.zoo.generate import generate
+from inverse_tracr.zoo.manifest import ZooConfig
+
+
+class RunConfigError(ValueError):
+    """The run's configuration file is unreadable or does not match the chart's values schema."""
+
+
+#: Presets, in Helm-values form. `demo` is `make run`'s: a meaningful result in minutes on 2 cores.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {
+        "store": {"url": "./zoo-store"},
+        "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8},
+        "training": {"run": "tiny", "preset": "tiny", "steps": 600, "batchSize": 32, "lr": 0.001},
+        "evaluation": {"split": "val"},
+    },
+    "small": {
+        "store": {"url": "./zoo-store"},
+        "zoo": {"name": "small", "programs": 20000, "shardSize": 500, "minOps": 4, "maxOps": 6},
+        "training": {"run": "small", "preset": "small", "steps": 5000, "batchSize": 32, "lr": 0.0005},
+        "evaluation": {"split": "val", "limit": 1000},
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    store: str
+    zoo: ZooConfig
+    zoo_name: str
+    programs: int
+    workers: int
+    train: TrainConfig
+    evaluate: EvalConfig
+
+
+#: `run` is the local runner, used from a source checkout (images run the single stages).
+CHART = Path(__file__).resolve().parents[3] / "helm" / "inverse-tracr"
+
+
+def _chart(name: str) -> Any:
+    """The chart's values.yaml or values.schema.json: one source for the chart and the local runner."""
+    try:
+        return yaml.safe_load((CHART / name).read_text())
+    except OSError:
+        raise RunConfigError(f"the chart's {name} is not in {CHART}: run from a source checkout") from None
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    """Helm's merge of values: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_values(path: str | None, preset: str) -> dict[str, Any]:
+    """The chart's defaults, then the preset, then a values file — merged as Helm merges them and
+    checked against the chart's schema, as `helm install` would."""
+    import jsonschema
+
+    if preset not in PRESETS:
+        raise RunConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    values = _merge(_chart("values.yaml"), PRESETS[preset])
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise RunConfigError(f"cannot read {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise RunConfigError(f"{path}: expected a mapping of values at the top level")
+        values = _merge(values, loaded)
+    errors = sorted(jsonschema.Draft7Validator(_chart("values.schema.json")).iter_errors(values), key=lambda e: list(e.path))
+    if errors:
+        raise RunConfigError("; ".join(f"{'/'.join(map(str, e.path)) or 'values'}: {e.message}" for e in errors[:5]))
+    return values
+
+
+def plan(values: dict[str, Any]) -> Plan:
+    """Stage configs from merged Helm-style values. Local choices: every core compiles, one
+    data-loader worker, no mixed precision on a CPU."""
+    zoo, training, evaluation = values["zoo"], values["training"], values["evaluation"]
+    store = values["store"]["url"]
+    zoo_config = ZooConfig(
+        shard_size=zoo["shardSize"], min_ops=zoo["minOps"], max_ops=zoo["maxOps"],
+        vocab_size=zoo["vocabSize"], max_seq_len=zoo["maxSeqLen"], seed=zoo["seed"],
+    )
+    train_config = TrainConfig(
+        store=store, zoo=zoo["name"], run=training["run"], kinds=tuple(zoo["kinds"]),
+        model=MetaConfig(preset=training["preset"]), steps=training["steps"], batch_size=training["batchSize"],
+        lr=training["lr"], warmup=min(100, training["steps"] // 10), checkpoint_every=training["checkpointEvery"],
+        mixed_precision="no", loader_workers=1,
+    )
+    eval_config = EvalConfig(store=store, zoo=zoo["name"], run=training["run"], split=evaluation["split"], limit=evaluation["limit"])
+    return Plan(store, zoo_config, zoo["name"], zoo["programs"], os.cpu_count() or 1, train_config, eval_config)
+
+
+def run(p: Plan, progress: bool = True, say=print) -> dict[str, Any]:
+    """Every stage in order; returns the evaluation report."""
+    say(f"[1/3] generate: {p.programs} verified programs into {p.store}/{p.zoo_name}")
+    summary = generate(p.store, p.zoo_name, p.zoo, programs=p.programs, workers=p.workers, progress=progress)
+    for line in summary.lines():
+        say("      " + line)
+    say(f"[2/3] train: run {p.train.run}, preset {p.train.model.preset}, {p.train.steps} steps")
+    figures = train(p.train, logdir=str(Path("runs") / p.zoo_name / p.train.run), progress=progress)
+    say(f"      step {figures['step']}" + (f", loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}" if "loss" in figures else " (already trained)"))
+    say(f"[3/3] evaluate: split {p.evaluate.split}")
+    report = existing_report(p.evaluate)
+    if report is not None:
+        say("      reusing the report already written for the newest checkpoint")
+    else:
+        report = evaluate(p.evaluate, progress=progress)
+    return report

@@ -1,0 +1,63 @@
+"""`inverse-tracr run`: every stage through the same code path, a report with valid plots, reuse on rerun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import yaml
+
+from conftest import cli_env
+
+CONFIG = {
+    "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5},
+    "training": {"run": "t", "steps": 40, "batchSize": 6, "checkpointEvery": 20, "lr": 0.003},
+    "evaluation": {"split": "all", "limit": 12},
+}
+
+
+def _run(config_path, *extra):
+    return subprocess.run([sys.executable, "-m", "inverse_tracr.cli", "run", "--config", str(config_path), "--quiet", *extra],
+                          env=cli_env(), capture_output=True, text=True, timeout=900)
+
+
+def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
+    store = tmp_path / "store"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "store": {"url": str(store)}}))
+    first = _run(config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert "[1/3] generate" in out and "[2/3] train" in out and "[3/3] evaluate" in out
+    assert "teacher_forced" in out and "autoregressive" in out and "≥90%" in out and "report:" in out
+
+    folder = store / "e2e/meta/t/eval/standard-all"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["programs"] == 12 and report["checkpoint"] == "step-00000040"
+    assert [h["step"] for h in report["history"]] == [10, 20, 30, 40]
+    for summary in report["decodings"].values():
+        assert summary["programs"] == 12 and 0 < summary["token_accuracy"] <= 1
+    assert "## Accuracy buckets" in (folder / "report.md").read_text()
+    for name in ("buckets.png", "confusion.png", "learning_curve.png"):
+        png = (folder / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" in png[-12:]
+
+    started = time.monotonic()
+    again = _run(config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert time.monotonic() - started < 60
+    assert "already finished" in again.stdout and "already trained" in again.stdout and "reusing the report" in again.stdout
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**CONFIG, "store": {"url": str(store)}, "zoo": {**CONFIG["zoo"], "maxOps": 6}}))
+    refused = _run(changed)
+    assert refused.returncode == 1 and "max_ops=5 (asked 6)" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_config_that_the_chart_would_reject_is_refused(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("zoo:\n  programz: 3\ntraining:\n  steps: 0\n")
+    result = _run(config)
+    assert result.returncode == 1 and "programz" in result.stderr and "training/steps" in result.stderr
