@@ -106,7 +106,7 @@ def _containers(docs):
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
-    text = PARAMETER.sub(lambda m: values[m.group(2)], text)
+    text = _fill(text, values)
     return text.replace("{{item}}", "0").replace("$(JOB_COMPLETION_INDEX)", "0").replace("{{workflow.name}}", "wf")
 
 
@@ -117,7 +117,7 @@ def test_every_command_line_parses_with_the_real_cli(rendered):
     defaults = {p["name"]: p["value"] for p in _argo(docs)[0]["spec"]["arguments"]["parameters"]}
     values = {**defaults, "part": "0", "kind": "standard"}
     parsed = 0
-    for name, labels, container in _containers(docs):
+    for name, _labels, container in _containers(docs):
         args = [_substitute(a, values) for a in container["args"]]
         if container["command"] == ["accelerate"]:
             cli_at = args.index("inverse_tracr.cli")
@@ -161,6 +161,11 @@ def test_large_values_scale_the_fan_out_and_the_training_job():
     assert job["spec"]["template"]["spec"]["subdomain"] == "{{workflow.name}}-train"
 
 
+def _fill(text: str, values: dict[str, str]) -> str:
+    """Argo's substitution of {{inputs.parameters.x}} and {{workflow.parameters.x}}."""
+    return PARAMETER.sub(lambda m: values[m.group(2)], text)
+
+
 def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
     store = f"{gcs_bucket}/argo"
     docs = render(sets=("zoo.programs=6", "zoo.shardSize=2", "zoo.pods=2", "zoo.workersPerPod=1", "zoo.minOps=3", "zoo.maxOps=5", f"store.url={store}"))
@@ -172,7 +177,7 @@ def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
     assert count == 2
     for item in range(count):  # the DAG's fan-out, expanded: each pod's command, as the pod runs it
         container = templates[fan_out["template"]]["container"]
-        args = [PARAMETER.sub(lambda m: str(item) if m.group(2) == "part" else values[m.group(2)], a) for a in container["args"]]
+        args = [_fill(a, {**values, "part": str(item)}) for a in container["args"]]
         result = subprocess.run([sys.executable, "-m", "inverse_tracr.cli", *args], env=cli_env(), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     urls = shard_urls(Store(store), values["zoo"])

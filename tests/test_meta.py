@@ -16,7 +16,7 @@ import torch
 from conftest import cli_env
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import collate, example
-from inverse_tracr.meta.model import MetaConfig, MetaModel
+from inverse_tracr.meta.model import MetaConfig
 from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
@@ -139,3 +139,10 @@ def test_two_cpu_processes_train_in_lockstep(small_zoo, tmp_path):
     result = subprocess.run(command, env=cli_env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 ranks, parameters identical across ranks" in result.stdout
+
+
+def test_the_cli_offers_exactly_the_model_presets():
+    from inverse_tracr import cli
+    from inverse_tracr.meta.model import PRESETS
+
+    assert set(cli.PRESETS) == set(PRESETS)  # the CLI lists them without importing torch

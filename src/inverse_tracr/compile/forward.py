@@ -22,20 +22,21 @@ def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
     heads, key_size = layout.num_heads, layout.key_size
     for layer in range(layout.num_layers):
         attn = f"transformer/layer_{layer}/attn"
-        project = lambda name: (x @ p[f"{attn}/{name}/w"] + p[f"{attn}/{name}/b"]).reshape(  # noqa: E731
-            *x.shape[:2], heads, key_size
-        )  # [B, T, H, K]
-        q, k, v = project("query"), project("key"), project("value")
+        q, k, v = (_linear(p, f"{attn}/{name}", x).reshape(*x.shape[:2], heads, key_size) for name in ("query", "key", "value"))  # [B, T, H, K]
         logits = np.einsum("bthd,bThd->bhtT", q, k) / np.sqrt(key_size).astype(np.float32)  # [B, H, T, T]
         logits -= logits.max(axis=-1, keepdims=True)
         weights = np.exp(logits)
         weights /= weights.sum(axis=-1, keepdims=True)
         mixed = np.einsum("bhtT,bThd->bthd", weights, v).reshape(*x.shape[:2], heads * key_size)
-        x = x + mixed @ p[f"{attn}/linear/w"] + p[f"{attn}/linear/b"]
-        mlp = f"transformer/layer_{layer}/mlp"
-        hidden = np.maximum(x @ p[f"{mlp}/linear_1/w"] + p[f"{mlp}/linear_1/b"], 0)  # [B, T, M]
-        x = x + hidden @ p[f"{mlp}/linear_2/w"] + p[f"{mlp}/linear_2/b"]
+        x = x + _linear(p, f"{attn}/linear", mixed)
+        hidden = np.maximum(_linear(p, f"transformer/layer_{layer}/mlp/linear_1", x), 0)  # [B, T, M]
+        x = x + _linear(p, f"transformer/layer_{layer}/mlp/linear_2", hidden)
     return x
+
+
+def _linear(params: dict[str, np.ndarray], name: str, x: np.ndarray) -> np.ndarray:
+    """haiku's Linear: x @ w + b."""
+    return x @ params[f"{name}/w"] + params[f"{name}/b"]
 
 
 def run(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> list[list[Any]]:

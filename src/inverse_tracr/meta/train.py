@@ -145,6 +145,10 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     figures["ranks"] = accelerator.num_processes
     figures["ranks_in_sync"] = bool(torch.unique(accelerator.gather(checksum.reshape(1).to(accelerator.device))).numel() == 1)
     accelerator.end_training()
+    if torch.distributed.is_initialized():
+        # Shut the process group down now: left to the DDP reducer's destructor, gloo's teardown
+        # can deadlock (its worker thread waits for the GIL that the freeing thread holds).
+        torch.distributed.destroy_process_group()
     return figures
 
 

@@ -161,7 +161,7 @@ class Program:
             raise ProgramError(f"a program has at most {MAX_LINES} lines, got {len(self.lines)}")
         object.__setattr__(self, "vocab", vocab)
         object.__setattr__(self, "lines", canonicalize(self.lines))
-        self.types  # type-checks every line
+        self.types  # noqa: B018 - computing the types type-checks every line
 
     # --- derived views ---------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ class ZooConfig:
             raise ValueError(f"verify inputs must be 1..10000, got {self.verify_inputs}")
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
-        self.sampler  # validates the program settings
+        self.sampler  # noqa: B018 - building it validates the program settings
 
     @property
     def sampler(self) -> SamplerConfig:
