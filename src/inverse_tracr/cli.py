@@ -282,7 +282,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from inverse_tracr.meta.model import MetaConfig
-    from inverse_tracr.meta.train import TrainConfig, train
+    from inverse_tracr.meta.train import TrainConfig, distributed, train
 
     try:
         model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout)
@@ -299,6 +299,11 @@ def _train(args: argparse.Namespace) -> int:
     print(f"step {figures['step']}: {numbers}")
     if figures.get("ranks", 1) > 1:
         print(f"{figures['ranks']} ranks, parameters {'identical' if figures['ranks_in_sync'] else 'DIFFERENT'} across ranks")
+    if distributed():
+        # Checkpoints and logs are closed; skip interpreter teardown, where gloo can deadlock.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -32,6 +32,14 @@ from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
 
+_DISTRIBUTED_KEEPALIVE: list = []
+
+
+def distributed() -> bool:
+    """Whether this process trained as one rank of several (see `train`'s end)."""
+    return bool(_DISTRIBUTED_KEEPALIVE)
+
+
 class TrainError(RuntimeError):
     """The run cannot start: no shards, or a config that differs from the run's recorded one."""
 
@@ -145,10 +153,11 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     figures["ranks"] = accelerator.num_processes
     figures["ranks_in_sync"] = bool(torch.unique(accelerator.gather(checksum.reshape(1).to(accelerator.device))).numel() == 1)
     accelerator.end_training()
-    if torch.distributed.is_initialized():
-        # Shut the process group down now: left to the DDP reducer's destructor, gloo's teardown
-        # can deadlock (its worker thread waits for the GIL that the freeing thread holds).
-        torch.distributed.destroy_process_group()
+    if accelerator.num_processes > 1:
+        # Freeing the DDP model frees its gloo process group, whose destructor can deadlock: it
+        # waits, holding the GIL, for a gloo thread that needs the GIL (seen with py-spy). So the
+        # distributed objects live until the process ends, and the CLI ends it with os._exit.
+        _DISTRIBUTED_KEEPALIVE.append((model, optimizer, scheduler, accelerator))
     return figures
 
 
