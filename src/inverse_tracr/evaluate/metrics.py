@@ -71,6 +71,7 @@ class Scored:
     valid: bool
     exact: bool
     functional: bool
+    predicted: Program | None = None  # the decoded prediction, if it parses
 
     @property
     def accuracy(self) -> float:
@@ -99,6 +100,7 @@ def score(key: str, true: Program, predicted_ids: Sequence[int], inputs: Sequenc
         valid=predicted is not None,
         exact=exact,
         functional=functional,
+        predicted=predicted,
     )
 
 

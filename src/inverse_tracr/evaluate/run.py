@@ -111,10 +111,7 @@ def _lib(store: Store, config: EvalConfig, model) -> list[dict[str, Any]]:
     for name, program in tracr_lib_programs(zoo.sampler.vocab, zoo.max_seq_len).items():
         ids = model.generate(compile_program(program).params)
         scored = metrics.score(name, program, ids, make_inputs(program, config.inputs, seed=2))
-        try:
-            predicted = metrics.vocab.decode([metrics.vocab.BOS_ID, *ids], program.vocab, program.max_seq_len).source()
-        except metrics.ProgramError as error:
-            predicted = f"invalid ({error})"
+        predicted = scored.predicted.source() if scored.predicted is not None else "invalid (does not parse)"
         rows.append({"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
                      "exact": scored.exact, "functional": scored.functional, "predicted": predicted})
     return rows

@@ -165,8 +165,9 @@ def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> N
     """Write the run's config, or refuse to resume a run with another one."""
     if store.exists(*run, "config.json"):
         recorded = json.loads(store.read_bytes(*run, "config.json"))
-        if recorded != json.loads(json.dumps(config.to_json())):
-            changed = sorted(k for k in recorded if recorded[k] != json.loads(json.dumps(config.to_json())).get(k))
+        wanted = json.loads(json.dumps(config.to_json()))  # tuples become lists, as in the file
+        if recorded != wanted:
+            changed = sorted(k for k in recorded if recorded[k] != wanted.get(k))
             raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(changed)}); use another --run name")
         return
     store.write_bytes(json.dumps(config.to_json(), sort_keys=True).encode(), *run, "config.json")
