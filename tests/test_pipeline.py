@@ -12,7 +12,8 @@ import yaml
 from conftest import cli_env
 
 CONFIG = {
-    "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5},
+    "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5, "kinds": ["standard", "compressed"]},
+    "distill": {"shards": 1},
     "training": {"run": "t", "steps": 40, "batchSize": 6, "checkpointEvery": 20, "lr": 0.003},
     "evaluation": {"split": "all", "limit": 12},
 }
@@ -30,7 +31,11 @@ def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
     first = _run(config)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
-    assert "[1/3] generate" in out and "[2/3] train" in out and "[3/3] evaluate" in out
+    assert "[1/4] generate" in out and "[2/4] distill: compressed" in out and "[3/4] train" in out and "[4/4] evaluate" in out
+    assert "compressed models (" in out and "standard models (12 programs)" in out
+    compressed = json.loads((store / "e2e/meta/t/eval/compressed-all/report.json").read_text())
+    marker = json.loads((store / "e2e/compressed/shard-000000.json").read_text())
+    assert compressed["programs"] == marker["count"] >= 1 and marker["stats"]["teachers"] == 6
     assert "teacher_forced" in out and "autoregressive" in out and "≥90%" in out and "report:" in out
 
     folder = store / "e2e/meta/t/eval/standard-all"

@@ -12,6 +12,7 @@ EXAMPLES = """
 examples:
   inverse-tracr generate --store ./zoo-store --zoo demo --programs 200 --shard-size 50
   inverse-tracr generate --store gs://my-bucket/zoos --zoo big --programs 800000 --shards 0:10
+  inverse-tracr distill --store ./zoo-store --zoo demo --kind compressed
   inverse-tracr inspect ./zoo-store/demo/standard/shard-000000.tar
   inverse-tracr train --store ./zoo-store --zoo demo --preset tiny --steps 500
   inverse-tracr evaluate --store ./zoo-store --zoo demo --split val
@@ -130,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate)
 
+    dis = stages.add_parser(
+        "distill",
+        help="distil every standard model into a compressed or natural student, write <kind> shards",
+        description=(
+            "Read standard shard i and write <store>/<zoo>/<kind>/shard-i.tar: for every compiled model, a "
+            "student distilled in JAX — 'compressed' learns a projection of the residual stream and folds it "
+            "into the frozen weights, 'natural' trains every weight from scratch — kept only if it agrees "
+            "with the teacher on held-out inputs and its layer-wise loss is small (the thesis's gates). "
+            "Finished shards are skipped, so rerunning continues a run."
+        ),
+    )
+    _where(dis)
+    dis.add_argument("--kind", choices=("compressed", "natural"), default="compressed", help="kind of student (default: %(default)s)")
+    dis.add_argument("--shards", type=_shard_range, metavar="A:B", help="distil only standard shards A..B-1 (default: every finished one)")
+    dis.add_argument("--compression", type=float, default=2.0, help="residual width / student width (default: %(default)s)")
+    dis.add_argument("--max-steps", type=_positive, default=2000, help="give a student up after this many steps (default: %(default)s)")
+    dis.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="training processes (default: CPU count, %(default)s)")
+    dis.add_argument("--seed", type=int, default=0, help="distillation seed (default: %(default)s)")
+    dis.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a worker above this resident memory (default: %(default)s)")
+    dis.add_argument("--quiet", action="store_true", help="no progress bar")
+    dis.set_defaults(handler=_distill)
+
     ins = stages.add_parser(
         "inspect",
         help="print one sample of a shard: program, canonical lines, model layout, verification",
@@ -225,12 +248,13 @@ def _run(args: argparse.Namespace) -> int:
     from inverse_tracr.evaluate import report
     from inverse_tracr.pipeline.run import load_values, plan, run
 
-    result = run(plan(load_values(args.config, args.preset)), progress=not args.quiet)
-    print()
-    print(report.text_table(report.bucket_table(result)))
-    for decoding, summary in result["decodings"].items():
-        print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%")
-    print(f"report: {result['location']}/report.md, plots: buckets.png, confusion.png, learning_curve.png")
+    reports = run(plan(load_values(args.config, args.preset)), progress=not args.quiet)
+    for kind, result in reports.items():
+        print(f"\n{kind} models ({result['programs']} programs):")
+        print(report.text_table(report.bucket_table(result)))
+        for decoding, summary in result["decodings"].items():
+            print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%")
+        print(f"report: {result['location']}/report.md, plots: buckets.png, confusion.png, learning_curve.png")
     return 0
 
 
@@ -261,6 +285,29 @@ def _generate(args: argparse.Namespace) -> int:
         config,
         programs=args.programs,
         shards=shards,
+        workers=args.workers,
+        memory_limit_mb=args.memory_limit_mb,
+        progress=not args.quiet,
+    )
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from inverse_tracr.distill.config import DistillConfig
+    from inverse_tracr.distill.stage import distill_zoo
+
+    try:
+        config = DistillConfig(kind=args.kind, compression=args.compression, max_steps=args.max_steps)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    summary = distill_zoo(
+        args.store,
+        args.zoo,
+        config,
+        seed=args.seed,
+        shards=args.shards,
         workers=args.workers,
         memory_limit_mb=args.memory_limit_mb,
         progress=not args.quiet,
@@ -393,7 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from inverse_tracr.meta.train import TrainError
         from inverse_tracr.pipeline.run import RunConfigError
 
-        errors += (RunConfigError, TrainError, EvaluateError)
+        from inverse_tracr.distill.stage import DistillError
+
+        errors += (RunConfigError, TrainError, EvaluateError, DistillError)
+    if args.command == "distill":
+        from inverse_tracr.distill.stage import DistillError
+
+        errors += (DistillError,)
     if args.command == "submit":
         from inverse_tracr.pipeline.submit import SubmitError
 

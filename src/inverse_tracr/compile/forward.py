@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from inverse_tracr.compile.model import BOS, CompiledModel
+from inverse_tracr.compile.model import BOS, READOUT, CompiledModel
 
 
 def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
@@ -49,7 +49,8 @@ def run(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> list[list[Any]
         by_length.setdefault(len(xs), []).append(i)
     for indices in by_length.values():
         ids = np.array([[encode[BOS]] + [encode[t] for t in inputs[i]] for i in indices])
-        out = residual_output(model, ids)[:, 1:, list(layout.output_dims)]  # [B, T, O]
+        residual = residual_output(model, ids)[:, 1:]  # [B, T, D]
+        out = residual @ model.params[READOUT] if layout.readout else residual[..., list(layout.output_dims)]  # [B, T, O]
         if layout.output_values is None:
             decoded = out[..., 0].tolist()
         else:

@@ -13,6 +13,7 @@ import numpy as np
 
 BOS = "compiler_bos"
 PAD = "compiler_pad"
+READOUT = "readout/w"  # a distilled model's map from its residual to the outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +26,11 @@ class Layout:
     mlp_hidden_size: int
     residual_labels: tuple[str, ...]
     input_tokens: tuple[Any, ...]  # token of each embedding row, BOS and PAD included
-    output_dims: tuple[int, ...]  # residual dimensions the unembedding reads
+    output_dims: tuple[int, ...]  # residual dimensions the unembedding reads (or the read-out's columns)
     output_values: tuple[Any, ...] | None  # categorical: value of each output dim; numerical: None
+    #: Distilled models have no named residual dimensions: a `readout/w` tensor [D, O] maps the
+    #: final residual to the outputs, and output_dims are its columns, 0..O-1.
+    readout: bool = False
 
     @property
     def residual_width(self) -> int:
@@ -44,7 +48,8 @@ class Layout:
     def from_json(cls, data: dict[str, Any]) -> "Layout":
         fields = {f.name for f in dataclasses.fields(cls)}
         try:
-            values = {k: data[k] for k in fields}
+            values = {k: data[k] for k in fields if k != "readout"}
+            values["readout"] = bool(data.get("readout", False))  # absent in standard samples
             values["residual_labels"] = tuple(values["residual_labels"])
             values["input_tokens"] = tuple(values["input_tokens"])
             values["output_dims"] = tuple(int(d) for d in values["output_dims"])
@@ -53,7 +58,9 @@ class Layout:
             layout = cls(**values)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"malformed model layout: {error!r}") from None
-        if not all(0 <= d < layout.residual_width for d in layout.output_dims):
+        if layout.readout and layout.output_dims != tuple(range(len(layout.output_dims))):
+            raise ValueError("malformed model layout: a read-out's output dims must be 0..O-1")
+        if not layout.readout and not all(0 <= d < layout.residual_width for d in layout.output_dims):
             raise ValueError("malformed model layout: output dims outside the residual stream")
         return layout
 

@@ -1,4 +1,4 @@
-"""`inverse-tracr run`: every stage on one machine — generate, train, evaluate — then the results.
+"""`inverse-tracr run`: every stage on one machine — generate, distill, train, evaluate — then the results.
 
 Configured by a preset or by a YAML file with the *same structure as the Helm chart's values*
 (validated by the chart's own `values.schema.json`, so a file that works here installs there).
@@ -15,11 +15,15 @@ from typing import Any
 
 import yaml
 
+from inverse_tracr.distill.config import DistillConfig
+from inverse_tracr.distill.stage import distill_zoo
 from inverse_tracr.evaluate.run import EvalConfig, evaluate, existing_report
 from inverse_tracr.meta.model import MetaConfig
 from inverse_tracr.meta.train import TrainConfig, train
 from inverse_tracr.zoo.generate import generate
 from inverse_tracr.zoo.manifest import ZooConfig
+from inverse_tracr.zoo.shards import finished_shards, read_marker
+from inverse_tracr.zoo.store import Store
 
 
 class RunConfigError(ValueError):
@@ -30,7 +34,8 @@ class RunConfigError(ValueError):
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "store": {"url": "./zoo-store"},
-        "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8},
+        "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8, "kinds": ["standard", "compressed"]},
+        "distill": {"shards": 1},
         "training": {"run": "tiny", "preset": "tiny", "steps": 600, "batchSize": 32, "lr": 0.001},
         "evaluation": {"split": "val"},
     },
@@ -50,8 +55,10 @@ class Plan:
     zoo_name: str
     programs: int
     workers: int
+    distill: tuple[DistillConfig, ...]  # one per distilled kind
+    distill_shards: range | None  # None: every standard shard
     train: TrainConfig
-    evaluate: EvalConfig
+    evaluate: tuple[EvalConfig, ...]  # one per kind
 
 
 #: `run` is the local runner, used from a source checkout (images run the single stages).
@@ -111,23 +118,49 @@ def plan(values: dict[str, Any]) -> Plan:
         lr=training["lr"], warmup=min(100, training["steps"] // 10), checkpoint_every=training["checkpointEvery"],
         mixed_precision="no", loader_workers=1,
     )
-    eval_config = EvalConfig(store=store, zoo=zoo["name"], run=training["run"], split=evaluation["split"], limit=evaluation["limit"])
-    return Plan(store, zoo_config, zoo["name"], zoo["programs"], os.cpu_count() or 1, train_config, eval_config)
+    students = values["distill"]
+    distill = tuple(
+        DistillConfig(kind=kind, compression=students["compression"], max_steps=students["maxSteps"])
+        for kind in zoo["kinds"] if kind != "standard"
+    )  # fmt: skip
+    evals = tuple(
+        EvalConfig(store=store, zoo=zoo["name"], run=training["run"], kind=kind, split=evaluation["split"], limit=evaluation["limit"])
+        for kind in zoo["kinds"]
+    )  # fmt: skip
+    shards = range(students["shards"]) if students["shards"] else None
+    return Plan(store, zoo_config, zoo["name"], zoo["programs"], os.cpu_count() or 1, distill, shards, train_config, evals)
 
 
-def run(p: Plan, progress: bool = True, say=print) -> dict[str, Any]:
-    """Every stage in order; returns the evaluation report."""
-    say(f"[1/3] generate: {p.programs} verified programs into {p.store}/{p.zoo_name}")
+def _samples(store: str, zoo: str, kind: str) -> int:
+    """Samples in the finished shards of a kind (from the markers)."""
+    location = Store(store)
+    return sum(read_marker(location, zoo, kind, i)["count"] for i in finished_shards(location, zoo, kind))
+
+
+def run(p: Plan, progress: bool = True, say=print) -> dict[str, dict[str, Any]]:
+    """Every stage in order; returns the evaluation report of each kind."""
+    say(f"[1/4] generate: {p.programs} verified programs into {p.store}/{p.zoo_name}")
     summary = generate(p.store, p.zoo_name, p.zoo, programs=p.programs, workers=p.workers, progress=progress)
     for line in summary.lines():
         say("      " + line)
-    say(f"[2/3] train: run {p.train.run}, preset {p.train.model.preset}, {p.train.steps} steps")
+    say(f"[2/4] distill: {', '.join(c.kind for c in p.distill) or 'no students (zoo.kinds is [standard])'}")
+    for config in p.distill:
+        students = distill_zoo(p.store, p.zoo_name, config, seed=p.zoo.seed, shards=p.distill_shards, workers=p.workers, progress=progress)
+        for line in students.lines():
+            say("      " + line)
+    say(f"[3/4] train: run {p.train.run}, preset {p.train.model.preset}, {p.train.steps} steps on {', '.join(p.train.kinds)}")
     figures = train(p.train, logdir=str(Path("runs") / p.zoo_name / p.train.run), progress=progress)
     say(f"      step {figures['step']}" + (f", loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}" if "loss" in figures else " (already trained)"))
-    say(f"[3/3] evaluate: split {p.evaluate.split}")
-    report = existing_report(p.evaluate)
-    if report is not None:
-        say("      reusing the report already written for the newest checkpoint")
-    else:
-        report = evaluate(p.evaluate, progress=progress)
-    return report
+    reports = {}
+    for config in p.evaluate:
+        say(f"[4/4] evaluate: {config.kind} models, split {config.split}")
+        if not _samples(p.store, p.zoo_name, config.kind):
+            say(f"      no {config.kind} models passed their gates: nothing to evaluate")
+            continue
+        report = existing_report(config)
+        if report is not None:
+            say("      reusing the report already written for the newest checkpoint")
+        else:
+            report = evaluate(config, progress=progress)
+        reports[config.kind] = report
+    return reports
