@@ -61,7 +61,7 @@ def test_core_objects_validate_strictly(rendered):
 def test_argo_objects_validate_against_a_strict_schema_and_are_consistent(rendered):
     _, docs = rendered
     templates = {d["metadata"]["name"]: d for d in _argo(docs)}
-    assert set(templates) == {f"inverse-tracr-{s}" for s in ("generate", "train", "evaluate", "pipeline")}
+    assert set(templates) == {f"inverse-tracr-{s}" for s in ("generate", "distill", "train", "evaluate", "pipeline")}
     for name, doc in templates.items():
         jsonschema.validate(doc, argo_schema("WorkflowTemplate"))
         spec = doc["spec"]
@@ -115,7 +115,7 @@ def test_every_command_line_parses_with_the_real_cli(rendered):
 
     _, docs = rendered
     defaults = {p["name"]: p["value"] for p in _argo(docs)[0]["spec"]["arguments"]["parameters"]}
-    values = {**defaults, "part": "0", "kind": "standard"}
+    values = {**defaults, "part": "0", "kind": "compressed"}
     parsed = 0
     for name, _labels, container in _containers(docs):
         args = [_substitute(a, values) for a in container["args"]]
@@ -127,7 +127,7 @@ def test_every_command_line_parses_with_the_real_cli(rendered):
             assert container["command"] == ["inverse-tracr"], name
         build_parser().parse_args(args)  # raises SystemExit on any unknown or malformed option
         parsed += 1
-    assert parsed == 4  # generate, evaluate, report (status), train
+    assert parsed == 5  # generate, distill, evaluate, report (status), train
 
 
 def test_pods_are_labelled_non_root_and_bounded(rendered):

@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _where(dis)
     dis.add_argument("--kind", choices=("compressed", "natural"), default="compressed", help="kind of student (default: %(default)s)")
     dis.add_argument("--shards", type=_shard_range, metavar="A:B", help="distil only standard shards A..B-1 (default: every finished one)")
+    dis.add_argument("--part", type=_part, metavar="K/N", help="distil only the K-th of N equal slices of those shards (K from 0): one pod of N")
     dis.add_argument("--compression", type=float, default=2.0, help="residual width / student width (default: %(default)s)")
     dis.add_argument("--max-steps", type=_positive, default=2000, help="give a student up after this many steps (default: %(default)s)")
     dis.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="training processes (default: CPU count, %(default)s)")
@@ -308,6 +309,7 @@ def _distill(args: argparse.Namespace) -> int:
         config,
         seed=args.seed,
         shards=args.shards,
+        part=args.part,
         workers=args.workers,
         memory_limit_mb=args.memory_limit_mb,
         progress=not args.quiet,

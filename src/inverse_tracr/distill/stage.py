@@ -162,11 +162,13 @@ def distill_zoo(
     config: DistillConfig,
     seed: int = 0,
     shards: Iterable[int] | None = None,
+    part: tuple[int, int] | None = None,
     workers: int = 1,
     memory_limit_mb: int = 4096,
     progress: bool = True,
 ) -> Summary:
-    """Distil the standard shards `shards` (default: every finished one) into `config.kind` shards."""
+    """Distil the standard shards `shards` (default: every finished one) — or the K-th of N slices
+    of them, `part=(K, N)` — into `config.kind` shards."""
     started = time.monotonic()
     store = Store(store_url)
     read_config(store, zoo)  # the standard zoo must exist
@@ -180,6 +182,9 @@ def distill_zoo(
         raise DistillError(f"standard shard(s) {missing[:5]} of zoo {zoo!r} are not finished: generate them first")
     if not wanted:
         raise DistillError(f"zoo {zoo!r} has no finished standard shards: generate some first")
+    if part is not None:
+        k, n = part
+        wanted = wanted[k * len(wanted) // n : (k + 1) * len(wanted) // n]  # contiguous; may be empty
     done = finished_shards(store, zoo, kind)
     todo = [i for i in wanted if i not in done]
     summary = Summary(kind, shards_skipped=len(wanted) - len(todo))
