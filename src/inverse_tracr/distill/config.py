@@ -32,7 +32,7 @@ class DistillConfig:
     #: (fraction of max_steps, loss ceiling as a multiple of max_layer_loss): give up past it.
     give_up: tuple[tuple[float, float], ...] = ((0.25, 40.0), (0.5, 8.0))
     #: Give up when the best held-out agreement has not risen by 0.01 in this many steps.
-    patience_steps: int = 500
+    patience_steps: int = 300
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -233,10 +233,9 @@ def distill(program: Program, params: dict[str, np.ndarray], layout: Layout, con
     started = time.perf_counter()
     width = config.width(layout.residual_width)
     bucket = Bucket.of(layout, width)
-    teacher = jax.tree.map(jnp.asarray, _task(params, layout, program, bucket))
     k_w, k_model, k_train = jax.random.split(jax.random.key(seed), 3)
-    w = _initial_w(k_w, layout, width)
-    trainable: dict[str, Any] = {"w": padding.pad(w, (bucket.padded_residual, bucket.padded_width))}
+    teacher = jax.tree.map(jnp.asarray, _task(params, layout, program, bucket))
+    trainable: dict[str, Any] = {"w": padding.pad(_initial_w(k_w, layout.residual_width, width), (bucket.padded_residual, bucket.padded_width))}
     if config.kind == "natural":
         stacked = student.stack(params, layout.num_layers)
         natural = jax.tree.map(np.asarray, student.glorot(k_model, student.natural_shapes(stacked, width)))
@@ -273,20 +272,13 @@ def distill(program: Program, params: dict[str, np.ndarray], layout: Layout, con
     return Result(_stored(state[0], params, layout, bucket, config.kind), figures)
 
 
-def _initial_w(key: jax.Array, layout: Layout, width: int) -> np.ndarray:
-    """[D, d] with orthonormal columns, so that W·Wᵀ is a projection: numerical dimensions ("one",
-    a mean, a selector width's attention output) each keep a column of their own, because the
-    MLPs that read them tell values 1/5 and 1/6 apart; categorical values share the rest at random
-    — they are one-hot and read with wide margins, so they tolerate interference (superposition)."""
-    numerical = [d for d, label in enumerate(layout.residual_labels) if ":" not in label][:width]
-    categorical = [d for d in range(layout.residual_width) if d not in numerical]
-    w = np.zeros((layout.residual_width, width), np.float32)
-    w[numerical, np.arange(len(numerical))] = 1
-    rest = width - len(numerical)
-    if rest and categorical:
-        q, _ = np.linalg.qr(np.asarray(jax.random.normal(key, (len(categorical), rest))))
-        w[np.ix_(categorical, np.arange(len(numerical), len(numerical) + q.shape[1]))] = q
-    return w
+def _initial_w(key: jax.Array, residual_width: int, width: int) -> np.ndarray:
+    """W [D, d] with random orthonormal columns, so that W·Wᵀ starts as a projection: a residual
+    holding a few one-hot values starts close to its own reconstruction. (Tried and measured worse
+    on 24 programs: giving each numerical dimension its own column, 14 instead of 16 accepted, and
+    freezing those columns, 14; PCA of the teacher's residuals: no better.)"""
+    q, _ = np.linalg.qr(np.asarray(jax.random.normal(key, (residual_width, width))))
+    return q
 
 
 def _stored(trainable, params: dict[str, np.ndarray], layout: Layout, bucket: Bucket, kind: str) -> dict[str, np.ndarray]:
