@@ -18,6 +18,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/distill.py
 	@echo "meta-model on CPU: see benchmarks/meta_cpu.py (needs a 20,000-program zoo first)"
 
 $(STAMP): pyproject.toml constraints.txt
