@@ -32,7 +32,11 @@ class DistillConfig:
     #: (fraction of max_steps, loss ceiling as a multiple of max_layer_loss): give up past it.
     give_up: tuple[tuple[float, float], ...] = ((0.25, 40.0), (0.5, 8.0))
     #: Give up when the best held-out agreement has not risen by 0.01 in this many steps.
-    patience_steps: int = 300
+    patience_steps: int = 600
+    #: Training scales the student's attention logits, from `anneal_from` up to 1 (the true model)
+    #: over this many steps, so a saturated softmax still passes gradient (0: no annealing).
+    anneal_steps: int = 600
+    anneal_from: float = 0.05
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -45,6 +49,8 @@ class DistillConfig:
             raise ValueError(f"need 1 <= check_every <= max_steps, got {self.check_every} and {self.max_steps}")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", 1e-2 if self.kind == "compressed" else 3e-3)
+        if self.anneal_steps < 0 or not 0 < self.anneal_from <= 1:
+            raise ValueError(f"need anneal_steps >= 0 and 0 < anneal_from <= 1, got {self.anneal_steps} and {self.anneal_from}")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ValueError(f"need 0 <= warmup_steps < max_steps, got {self.warmup_steps} and {self.max_steps}")
         # From JSON the pairs come back as lists; the compiled step needs the config hashable.

@@ -10,8 +10,13 @@ at every position ("random" inputs; the thesis's comparison, `benchmarks/distill
 Gates (thesis): on held-out inputs, the student's decoded outputs agree with the teacher's at
 ≥ 90 % of the positions the program defines, and the layer loss — the mean squared error per
 residual element, averaged over blocks and positions — is ≤ 0.05. Training stops as
-soon as both hold (checked every `check_every` steps), and gives up early when the loss is
-clearly not going to get there or the agreement has stopped rising. Everything is a function of (teacher, config, seed): the same
+soon as both hold (checked every `check_every` steps, always on the true student), and gives up
+early when the loss is clearly not going to get there or the agreement has stopped rising.
+
+Tracr's attention is nearly hard (logits ~100× apart): a compressed student whose attention picks
+the wrong keys gets almost no gradient out of the saturated softmax. So the student's attention
+logits start scaled down (×0.05) and sharpen linearly to the true model's over the first
+`anneal_steps` — on 24 programs, 18 instead of 16 students passed. Everything is a function of (teacher, config, seed): the same
 inputs give the same student, bit for bit.
 """
 
@@ -147,9 +152,11 @@ def _outputs(final: jax.Array, w: jax.Array, teacher, static: _Static) -> jax.Ar
     return jnp.where(teacher["masks"]["outputs"] > 0, scores, -1e9) if static.categorical else scores[..., :1]
 
 
-def _losses(trainable, teacher, ids, mask, key, static: _Static):
-    """(total loss, (layer loss, output loss)) on one batch."""
+def _losses(trainable, teacher, ids, mask, key, static: _Static, sharpness: jax.Array | float = 1.0):
+    """(total loss, (layer loss, output loss)) on one batch; `sharpness` scales the student's
+    attention logits (training only: see `DistillConfig.anneal_steps`)."""
     model, w = _student(trainable, teacher, static)
+    model = {**model, "wq": model["wq"] * sharpness, "bq": model["bq"] * sharpness}
     masks, shape = teacher["masks"], (static.heads, static.key_size)
     t_final, attn_in, mlp_in = student.run(teacher, ids, mask, *shape)
     if static.inputs == "random":
@@ -180,19 +187,23 @@ def _optimizer(config: DistillConfig) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnames=("static", "config"))
-def _train_chunk(state, teacher, key, static: _Static, config: DistillConfig):
-    """`config.check_every` optimiser steps; returns the new state and the last step's losses."""
+def _train_chunk(state, teacher, key, start, static: _Static, config: DistillConfig):
+    """`config.check_every` optimiser steps from step `start`; returns the new state and the last
+    step's losses."""
     optimizer = _optimizer(config)
 
-    def step(carry, key):
+    def step(carry, key_index):
+        key, index = key_index
         trainable, opt_state = carry
         k_batch, k_inputs = jax.random.split(key)
         ids, mask = _batch(k_batch, teacher, config.batch)
-        grads, losses = jax.grad(_losses, has_aux=True)(trainable, teacher, ids, mask, k_inputs, static)
+        progress = (start + index) / config.anneal_steps if config.anneal_steps else 1.0
+        sharpness = jnp.minimum(1.0, config.anneal_from + (1 - config.anneal_from) * progress)
+        grads, losses = jax.grad(_losses, has_aux=True)(trainable, teacher, ids, mask, k_inputs, static, sharpness)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         return (optax.apply_updates(trainable, updates), opt_state), losses
 
-    (trainable, opt_state), losses = jax.lax.scan(step, state, jax.random.split(key, config.check_every))
+    (trainable, opt_state), losses = jax.lax.scan(step, state, (jax.random.split(key, config.check_every), jnp.arange(config.check_every)))
     return (trainable, opt_state), jax.tree.map(lambda x: x[-1], losses)
 
 
@@ -249,7 +260,7 @@ def distill(program: Program, params: dict[str, np.ndarray], layout: Layout, con
     figures: dict[str, Any] = {"kind": config.kind, "compression": config.compression, "width": width, "seed": seed}
     steps, reason, best, best_at = 0, None, 0.0, 0
     while True:
-        state, _ = _train_chunk(state, teacher, jax.random.fold_in(k_train, steps), static, config)
+        state, _ = _train_chunk(state, teacher, jax.random.fold_in(k_train, steps), steps, static, config)
         steps += config.check_every
         layer_loss, s_out, t_out = (np.asarray(x) for x in _held_out(state[0], teacher, ids, mask, static))
         agreement = _agreement(s_out, t_out, defined, categorical)
