@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -66,3 +67,42 @@ def test_a_config_that_the_chart_would_reject_is_refused(tmp_path):
     config.write_text("zoo:\n  programz: 3\ntraining:\n  steps: 0\n")
     result = _run(config)
     assert result.returncode == 1 and "programz" in result.stderr and "training/steps" in result.stderr
+
+
+def _interrupt_at(config_path, marker: str, ready=lambda: True) -> str:
+    """Start `run`; once it has printed `marker` and `ready()` holds, send Ctrl-C. Its output."""
+    process = subprocess.Popen([sys.executable, "-m", "inverse_tracr.cli", "run", "--config", str(config_path), "--quiet"],
+                               env=cli_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            deadline = time.monotonic() + 120
+            while not ready() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    return "".join(seen)
+
+
+def test_interrupted_during_generation_and_training_then_rerun_completes(tmp_path):
+    store = tmp_path / "store"
+    config = tmp_path / "config.yaml"
+    values = {**CONFIG, "store": {"url": str(store)}, "zoo": {**CONFIG["zoo"], "kinds": ["standard"]}}
+    values["training"] = {**CONFIG["training"], "steps": 400, "checkpointEvery": 100}
+    config.write_text(yaml.safe_dump(values))
+    _interrupt_at(config, "[1/4] generate")
+    assert not (store / "e2e/standard/shard-000001.json").exists()  # generation had not finished
+    checkpoints = store / "e2e/meta/t/checkpoints"
+    _interrupt_at(config, "[3/4] train", ready=lambda: (checkpoints / "step-00000100" / "state.json").exists())
+    assert not (checkpoints / "step-00000400").exists()  # stopped mid-training, after a checkpoint
+
+    result = _run(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already finished" in result.stdout  # the zoo was complete before training started
+    report = json.loads((store / "e2e/meta/t/eval/standard-all/report.json").read_text())
+    assert report["programs"] == 12 and report["checkpoint"] == "step-00000400"
+    assert [h["step"] for h in report["history"]][-1] == 400

@@ -35,7 +35,9 @@ class DistillConfig:
     patience_steps: int = 600
     #: Training scales the student's attention logits, from `anneal_from` up to 1 (the true model)
     #: over this many steps, so a saturated softmax still passes gradient (0: no annealing).
-    anneal_steps: int = 600
+    #: Default: 600 for compressed students; 0 for natural ones, whose free weights set their own
+    #: scale (annealed, 4 of 24 passed the gate only at the scale they were trained at).
+    anneal_steps: int | None = None
     anneal_from: float = 0.05
 
     def __post_init__(self):
@@ -49,6 +51,8 @@ class DistillConfig:
             raise ValueError(f"need 1 <= check_every <= max_steps, got {self.check_every} and {self.max_steps}")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", 1e-2 if self.kind == "compressed" else 3e-3)
+        if self.anneal_steps is None:
+            object.__setattr__(self, "anneal_steps", 600 if self.kind == "compressed" else 0)
         if self.anneal_steps < 0 or not 0 < self.anneal_from <= 1:
             raise ValueError(f"need anneal_steps >= 0 and 0 < anneal_from <= 1, got {self.anneal_steps} and {self.anneal_from}")
         if not 0 <= self.warmup_steps < self.max_steps:

@@ -14,9 +14,9 @@ soon as both hold (checked every `check_every` steps, always on the true student
 early when the loss is clearly not going to get there or the agreement has stopped rising.
 
 Tracr's attention is nearly hard (logits ~100× apart): a compressed student whose attention picks
-the wrong keys gets almost no gradient out of the saturated softmax. So the student's attention
-logits start scaled down (×0.05) and sharpen linearly to the true model's over the first
-`anneal_steps` — on 24 programs, 18 instead of 16 students passed. Everything is a function of (teacher, config, seed): the same
+the wrong keys gets almost no gradient out of the saturated softmax. So its attention logits start
+scaled down (×0.05) and sharpen linearly to the true model's over the first `anneal_steps` — on 24
+programs, 18 instead of 16 compressed students passed. Everything is a function of (teacher, config, seed): the same
 inputs give the same student, bit for bit.
 """
 
