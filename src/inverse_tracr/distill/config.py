@@ -56,7 +56,7 @@ class DistillConfig:
         if self.anneal_steps < 0 or not 0 < self.anneal_from <= 1:
             raise ValueError(f"need anneal_steps >= 0 and 0 < anneal_from <= 1, got {self.anneal_steps} and {self.anneal_from}")
         if not 0 <= self.warmup_steps < self.max_steps:
-            raise ValueError(f"need 0 <= warmup_steps < max_steps, got {self.warmup_steps} and {self.max_steps}")
+            raise ValueError(f"max steps ({self.max_steps}) must exceed the warm-up ({self.warmup_steps} steps)")
         # From JSON the pairs come back as lists; the compiled step needs the config hashable.
         object.__setattr__(self, "give_up", tuple(tuple(pair) for pair in self.give_up))
 
