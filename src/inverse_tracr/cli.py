@@ -262,6 +262,7 @@ def _run(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from inverse_tracr.zoo.generate import generate
     from inverse_tracr.zoo.manifest import ZooConfig
+    from inverse_tracr.zoo.shards import part_of
 
     try:
         config = ZooConfig(
@@ -277,9 +278,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     shards = args.shards
     if args.part is not None:
-        k, n = args.part
-        total = config.shards_for(args.programs)
-        shards = range(k * total // n, (k + 1) * total // n)  # contiguous, sizes differ by at most one
+        shards = part_of(list(range(config.shards_for(args.programs))), args.part)
     summary = generate(
         args.store,
         args.zoo,

@@ -153,7 +153,7 @@ def _outputs(final: jax.Array, w: jax.Array, teacher, static: _Static) -> jax.Ar
 
 
 def _losses(trainable, teacher, ids, mask, key, static: _Static, sharpness: jax.Array | float = 1.0):
-    """(total loss, (layer loss, output loss)) on one batch; `sharpness` scales the student's
+    """(total loss, (layer loss, output loss, student and teacher outputs [B, T, O])) on one batch; `sharpness` scales the student's
     attention logits (training only: see `DistillConfig.anneal_steps`)."""
     model, w = _student(trainable, teacher, static)
     model = {**model, "wq": model["wq"] * sharpness, "bq": model["bq"] * sharpness}
@@ -176,7 +176,7 @@ def _losses(trainable, teacher, ids, mask, key, static: _Static, sharpness: jax.
     else:
         per_output = ((s_out - t_out)[..., 0] / NUMERICAL_TOLERANCE) ** 2  # ~1 at the edge of agreeing
     output_loss = jnp.sum(per_output * outputs) / jnp.maximum(jnp.sum(outputs), 1)
-    return layer_loss + static.ce_weight * output_loss, (layer_loss, output_loss)
+    return layer_loss + static.ce_weight * output_loss, (layer_loss, output_loss, s_out, t_out)
 
 
 def _optimizer(config: DistillConfig) -> optax.GradientTransformation:
@@ -199,9 +199,9 @@ def _train_chunk(state, teacher, key, start, static: _Static, config: DistillCon
         ids, mask = _batch(k_batch, teacher, config.batch)
         progress = (start + index) / config.anneal_steps if config.anneal_steps else 1.0
         sharpness = jnp.minimum(1.0, config.anneal_from + (1 - config.anneal_from) * progress)
-        grads, losses = jax.grad(_losses, has_aux=True)(trainable, teacher, ids, mask, k_inputs, static, sharpness)
+        grads, (layer_loss, output_loss, _, _) = jax.grad(_losses, has_aux=True)(trainable, teacher, ids, mask, k_inputs, static, sharpness)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return (optax.apply_updates(trainable, updates), opt_state), losses
+        return (optax.apply_updates(trainable, updates), opt_state), (layer_loss, output_loss)
 
     (trainable, opt_state), losses = jax.lax.scan(step, state, (jax.random.split(key, config.check_every), jnp.arange(config.check_every)))
     return (trainable, opt_state), jax.tree.map(lambda x: x[-1], losses)
@@ -210,12 +210,8 @@ def _train_chunk(state, teacher, key, start, static: _Static, config: DistillCon
 @functools.partial(jax.jit, static_argnames=("static",))
 def _held_out(trainable, teacher, ids, mask, static: _Static):
     """(layer loss, student outputs [B, T, O], teacher outputs [B, T, O]) on held-out inputs."""
-    _, (layer_loss, _) = _losses(trainable, teacher, ids, mask, jax.random.key(0), dataclasses.replace(static, inputs="vocabulary"))
-    model, w = _student(trainable, teacher, static)
-    shape = (static.heads, static.key_size)
-    s_final, _, _ = student.run(model, ids, mask, *shape)
-    t_final, _, _ = student.run(teacher, ids, mask, *shape)
-    return layer_loss, _outputs(s_final, w, teacher, static), _outputs(t_final, None, teacher, static)
+    _, (layer_loss, _, s_out, t_out) = _losses(trainable, teacher, ids, mask, jax.random.key(0), dataclasses.replace(static, inputs="vocabulary"))
+    return layer_loss, s_out, t_out
 
 
 def _held_out_inputs(program: Program, layout: Layout, n: int, seed: int):

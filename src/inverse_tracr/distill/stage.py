@@ -28,7 +28,7 @@ from inverse_tracr.compile.workers import AdaptiveTimeout, GuardedPool
 from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
 from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.manifest import read_config, versions
-from inverse_tracr.zoo.shards import Reader, finished_shards, shard_name, write_shard
+from inverse_tracr.zoo.shards import Reader, finished_shards, part_of, shard_name, write_shard
 from inverse_tracr.zoo.store import Store
 
 JOB = "inverse_tracr.distill.stage:distill_sample"
@@ -183,8 +183,7 @@ def distill_zoo(
     if not wanted:
         raise DistillError(f"zoo {zoo!r} has no finished standard shards: generate some first")
     if part is not None:
-        k, n = part
-        wanted = wanted[k * len(wanted) // n : (k + 1) * len(wanted) // n]  # contiguous; may be empty
+        wanted = part_of(wanted, part)  # may be empty
     done = finished_shards(store, zoo, kind)
     todo = [i for i in wanted if i not in done]
     summary = Summary(kind, shards_skipped=len(wanted) - len(todo))

@@ -59,6 +59,12 @@ def write_shard(store: Store, zoo: str, kind: str, index: int, samples: list[dic
     return marker
 
 
+def part_of(items: list, part: tuple[int, int]) -> list:
+    """The K-th of N contiguous slices of `items` (part = (K, N)); sizes differ by at most one."""
+    k, n = part
+    return items[k * len(items) // n : (k + 1) * len(items) // n]
+
+
 def finished_shards(store: Store, zoo: str, kind: str) -> set[int]:
     """Indices of shards whose marker exists."""
     found = set()
