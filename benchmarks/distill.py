@@ -1,6 +1,7 @@
 """Seconds per accepted student and acceptance, compressed and natural, on verified 4–8-op programs;
-and the thesis's loss comparison (Tables 6.1–6.3): layer-wise L2 alone vs L2 + cross-entropy, on
-the teacher's residuals from vocabulary sequences vs random residual-like inputs.
+the thesis's loss comparison (Tables 6.1–6.3): layer-wise L2 alone vs L2 + cross-entropy, on
+the teacher's residuals from vocabulary sequences vs random residual-like inputs; and what the
+attention-pattern loss and the retry add.
 
 Targets on the project's 2-core machine: <= 8 s wall per accepted compressed model with acceptance
 >= 85 % of verified standard models; natural <= 60 s per accepted model. The source: 4–8 CPU-minutes
@@ -21,12 +22,15 @@ from inverse_tracr.distill.stage import distill_zoo
 from inverse_tracr.zoo.generate import generate
 from inverse_tracr.zoo.manifest import ZooConfig
 
-#: The thesis's comparison, each on the same teachers (compressed students).
+#: The thesis's comparison (one run per student, no attention loss), then what this recipe adds,
+#: each on the same teachers (compressed students).
+THESIS = {"attention_weight": 0.0, "attempts": 1}
 LOSSES = {
-    "L2, vocabulary inputs": DistillConfig(ce_weight=0.0, inputs="vocabulary"),
-    "L2, random inputs": DistillConfig(ce_weight=0.0, inputs="random"),
-    "L2 + CE, vocabulary inputs": DistillConfig(inputs="vocabulary"),
-    "L2 + CE, random inputs": DistillConfig(inputs="random"),
+    "L2, vocabulary inputs": DistillConfig(ce_weight=0.0, inputs="vocabulary", **THESIS),
+    "L2, random inputs": DistillConfig(ce_weight=0.0, inputs="random", **THESIS),
+    "L2 + CE, vocabulary inputs": DistillConfig(inputs="vocabulary", **THESIS),
+    "L2 + CE, random inputs": DistillConfig(inputs="random", **THESIS),
+    "L2 + CE + attention KL, vocabulary inputs, one run": DistillConfig(attempts=1),
 }
 
 

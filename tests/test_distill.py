@@ -9,6 +9,7 @@ import time
 
 import haiku as hk
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tracr.transformer.compressed_model import CompressedTransformer
@@ -18,9 +19,9 @@ from inverse_tracr.compile import forward
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import CompiledModel, Layout
 from inverse_tracr.compile.verify import make_inputs
-from inverse_tracr.distill import padding, student
+from inverse_tracr.distill import padding, recipe, student
 from inverse_tracr.distill.config import DistillConfig
-from inverse_tracr.distill.recipe import distill
+from inverse_tracr.distill.recipe import distill, held_out_inputs
 from inverse_tracr.distill.stage import DistillError, check_stored, distill_zoo, student_layout
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
@@ -120,8 +121,28 @@ def test_gates_reject_an_undertrained_run():
     result = distill(program, model.params, model.layout, config)
     assert not result.accepted and result.params is None
     assert result.reason in ("agreement_too_low", "layer_loss_too_high")
-    assert result.figures["steps"] == 1
+    assert result.figures["steps"] == 1 and result.figures["attempts"] == 2  # retried once, from a fresh start
     assert result.figures["agreement"] < 0.9 or result.figures["layer_loss"] > 0.05
+
+
+def test_attention_loss_vanishes_only_where_attention_is_the_teacher_s():
+    program = LIB["sort_unique"]
+    model = compile_program(program)
+    residual = model.layout.residual_width
+    bucket = padding.Bucket.of(model.layout, residual)  # compression 1: W can be exact
+    teacher = jax.tree.map(jnp.asarray, recipe._task(model.params, model.layout, program, bucket))
+    static = recipe._Static(bucket.padded_heads, bucket.padded_key_size, True, "compressed", "vocabulary", 1.0, 1.0)
+    ids, mask = recipe._batch(jax.random.key(0), teacher, 16)
+
+    def attention_loss(w: np.ndarray) -> float:
+        w = padding.pad(w, (bucket.padded_residual, bucket.padded_width))
+        return float(recipe._losses({"w": jnp.asarray(w)}, teacher, ids, mask, jax.random.key(1), static)[1]["attention"])
+
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(residual, residual)))
+    assert attention_loss(np.eye(residual)) < 1e-5 and attention_loss(rotation) < 1e-5  # W·Wᵀ = I: the same attention
+    squeezed = rotation.copy()
+    squeezed[:, residual // 2 :] = 0  # half the residual dropped: keys get confused
+    assert attention_loss(squeezed) > 0.1
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +171,15 @@ def test_compressed_shard_models_reproduce_their_programs(compressed_zoo):
         assert layout.residual_width < Layout.from_json(teachers[sample.key].meta["model"]).residual_width
         model = CompiledModel(sample.params, layout)
         # The stored model is exactly what was checked: the same inputs give the recorded figures…
-        recorded = check_stored(model, sample.program, make_inputs(sample.program, DistillConfig().eval_inputs, seed=meta["seed"] + 2))
+        recorded = check_stored(model, sample.program, held_out_inputs(sample.program, DistillConfig(), meta["seed"]))
         assert recorded == meta["verification"] and recorded["accuracy"] >= 0.9
         # …and it computes the program on inputs it never saw (a 90 % gate: some land just below).
         assert _agreement(model, sample.program) >= 0.8
 
 
-def test_interrupted_distill_rerun_gives_identical_bytes(compressed_zoo, small_zoo, tmp_path):
+def test_interrupted_distill_rerun_gives_identical_bytes(compressed_zoo, small_zoo, tmp_path, monkeypatch):
     store, _ = compressed_zoo
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a cold compilation cache, warm for the rerun
     shutil.copytree(small_zoo / "small", tmp_path / "small")
     command = ["inverse-tracr", "distill", "--store", str(tmp_path), "--zoo", "small", "--shards", "0:1", "--workers", "1", "--seed", "3", "--quiet"]
     process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
@@ -170,6 +192,7 @@ def test_interrupted_distill_rerun_gives_identical_bytes(compressed_zoo, small_z
     assert summary.shards_written == 1
     name = "small/compressed/shard-000000.tar"
     assert (tmp_path / name).read_bytes() == (store / name).read_bytes()  # also: 1 worker == 2 workers
+    assert any((tmp_path / "cache/inverse-tracr/jax").iterdir())  # compiled steps were kept for later runs
     again = distill_zoo(str(tmp_path), "small", DistillConfig(), seed=3, shards=[0], workers=1, progress=False)
     assert again.shards_written == 0 and again.shards_skipped == 1
 

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--part", type=_part, metavar="K/N", help="distil only the K-th of N equal slices of those shards (K from 0): one pod of N")
     dis.add_argument("--compression", type=float, default=2.0, help="residual width / student width (default: %(default)s)")
     dis.add_argument("--max-steps", type=_positive, default=2000, help="give a student up after this many steps (default: %(default)s)")
+    dis.add_argument(
+        "--attempts", type=_positive, default=2, help="training runs per student: a rejected run starts again from a fresh initialisation (default: %(default)s)"
+    )
     dis.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="training processes (default: CPU count, %(default)s)")
     dis.add_argument("--seed", type=int, default=0, help="distillation seed (default: %(default)s)")
     dis.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a worker above this resident memory (default: %(default)s)")
@@ -299,7 +302,7 @@ def _distill(args: argparse.Namespace) -> int:
     from inverse_tracr.distill.stage import distill_zoo
 
     try:
-        config = DistillConfig(kind=args.kind, compression=args.compression, max_steps=args.max_steps)
+        config = DistillConfig(kind=args.kind, compression=args.compression, max_steps=args.max_steps, attempts=args.attempts)
     except ValueError as error:
         raise UserError(str(error)) from None
     summary = distill_zoo(

@@ -19,6 +19,10 @@ class DistillConfig:
     compression: float = 2.0  # residual width / student width
     inputs: str = "vocabulary"  # block inputs for the layer-wise loss: "vocabulary" | "random"
     ce_weight: float = 1.0  # 0: layer-wise L2 only
+    #: Weight of the attention-pattern loss: KL divergence from the teacher's attention to the
+    #: student's (0: none). Unlike the block outputs' L2, it still has a gradient when a
+    #: saturated softmax picks the wrong keys.
+    attention_weight: float = 1.0
     batch: int = 32
     max_steps: int = 2000
     check_every: int = 50
@@ -27,6 +31,8 @@ class DistillConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     eval_inputs: int = 256
+    #: Training runs per student: a rejected run is retried from a fresh initialisation.
+    attempts: int = 2
     min_agreement: float = 0.9
     max_layer_loss: float = 0.05
     #: (fraction of max_steps, loss ceiling as a multiple of max_layer_loss): give up past it.
@@ -47,6 +53,8 @@ class DistillConfig:
             raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
         if not self.compression >= 1:
             raise ValueError(f"compression must be at least 1, got {self.compression}")
+        if self.attempts < 1 or self.ce_weight < 0 or self.attention_weight < 0:
+            raise ValueError(f"need attempts >= 1 and non-negative loss weights, got {self.attempts}, {self.ce_weight}, {self.attention_weight}")
         if self.max_steps < self.check_every or self.check_every < 1:
             raise ValueError(f"need 1 <= check_every <= max_steps, got {self.check_every} and {self.max_steps}")
         if self.learning_rate is None:

@@ -76,6 +76,7 @@ class Bucket:
             "outputs": real(self.outputs, self.padded_outputs),
             "residual": np.float32(self.residual),
             "blocks": np.float32(1 + 2 * self.layers),
+            "attention_maps": np.float32(self.layers * self.heads),
         }
 
 

@@ -53,14 +53,20 @@ def unstack(stacked: dict[str, np.ndarray], readout: np.ndarray | None = None) -
     return {name: np.asarray(value) for name, value in flat.items()}
 
 
+def attention_logits(p: Params, x: jax.Array, mask: jax.Array, heads: int, key_size: int) -> jax.Array:
+    """One layer's attention logits [B, H, T, T] for x [B, T, D], mask [B, T] (masked keys: -1e30)."""
+    batch, length, _ = x.shape
+    q, k = ((x @ p[f"w{n}"] + p[f"b{n}"]).reshape(batch, length, heads, key_size) for n in "qk")  # [B, T, H, K]
+    logits = jnp.einsum("bthk,bThk->bhtT", q, k) / np.sqrt(key_size)
+    return jnp.where(mask[:, None, None, :], logits, -1e30)
+
+
 def attention(p: Params, x: jax.Array, mask: jax.Array, heads: int, key_size: int) -> jax.Array:
     """One layer's attention block output (without the residual) for x [B, T, D], mask [B, T]."""
     batch, length, _ = x.shape
-    split = lambda y: y.reshape(batch, length, heads, key_size)  # noqa: E731
-    q, k, v = (split(x @ p[f"w{n}"] + p[f"b{n}"]) for n in "qkv")  # [B, T, H, K]
-    logits = jnp.einsum("bthk,bThk->bhtT", q, k) / np.sqrt(key_size)  # [B, H, T, T]
-    logits = jnp.where(mask[:, None, None, :], logits, -1e30)
-    mixed = jnp.einsum("bhtT,bThk->bthk", jax.nn.softmax(logits, axis=-1), v)
+    v = (x @ p["wv"] + p["bv"]).reshape(batch, length, heads, key_size)
+    weights = jax.nn.softmax(attention_logits(p, x, mask, heads, key_size), axis=-1)
+    mixed = jnp.einsum("bhtT,bThk->bthk", weights, v)
     return mixed.reshape(batch, length, heads * key_size) @ p["wo"] + p["bo"]  # [B, T, D]
 
 

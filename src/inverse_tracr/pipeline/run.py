@@ -120,7 +120,7 @@ def plan(values: dict[str, Any]) -> Plan:
     )
     students = values["distill"]
     distill = tuple(
-        DistillConfig(kind=kind, compression=students["compression"], max_steps=students["maxSteps"])
+        DistillConfig(kind=kind, compression=students["compression"], max_steps=students["maxSteps"], attempts=students["attempts"])
         for kind in zoo["kinds"] if kind != "standard"
     )  # fmt: skip
     evals = tuple(
