@@ -445,9 +445,10 @@ def _quiet_threads_once_interrupted() -> None:
         if not interrupted.is_set():
             threading.__excepthook__(args)
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # left alone where SIGINT is ignored
+    # Only a main thread may set signal handlers; where SIGINT is ignored, it stays ignored.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
-    threading.excepthook = on_thread_error
+        threading.excepthook = on_thread_error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
