@@ -16,7 +16,7 @@ import torch
 from conftest import cli_env
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import collate, example
-from inverse_tracr.meta.model import MetaConfig
+from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, MetaConfig, MetaModel
 from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
@@ -78,11 +78,18 @@ def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
         vocab.decode([vocab.INDEX[t] for t in tokens], (0, 1, 2, 3, 4), 5)
 
 
-def test_tiny_model_overfits_32_programs(zoo32, tmp_path):
+@pytest.fixture(scope="module")
+def overfit(zoo32, tmp_path_factory):
+    """A tiny model trained on zoo32's 32 programs, and its TensorBoard folder."""
+    logs = tmp_path_factory.mktemp("logs")
     config = TrainConfig(store=str(zoo32), zoo="z", run="overfit", split=None, model=MetaConfig(preset="tiny", max_chunks=128),
                          steps=300, batch_size=32, lr=3e-3, warmup=10, shuffle_buffer=0, checkpoint_every=300)
-    train(config, logdir=str(tmp_path / "logs"), progress=False)
-    model = load_model(str(zoo32), "z", "overfit")
+    train(config, logdir=str(logs), progress=False)
+    return load_model(str(zoo32), "z", "overfit"), logs
+
+
+def test_tiny_model_overfits_32_programs(zoo32, overfit):
+    model, logs = overfit
     samples = list(read_samples(str(zoo32 / "z/standard/shard-{000000..000001}.tar")))
     assert len(samples) == 32
     batch = collate([example(s, 128) for s in samples])
@@ -97,7 +104,37 @@ def test_tiny_model_overfits_32_programs(zoo32, tmp_path):
         except ProgramError:
             pass  # a wrong prediction, like any other
     assert exact >= 8
-    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))  # TensorBoard logs
+    assert list(logs.rglob("events.out.tfevents.*"))  # TensorBoard logs
+
+
+def _greedy_by_full_passes(model, params, constrained):
+    """Reference decoding: one full forward pass over the weights and all tokens so far per token."""
+    features = torch.from_numpy(weights.tokenize(params).features()[: model.config.max_chunks])[None]
+    ids, grammar = [vocab.BOS_ID], vocab.Grammar()
+    while len(ids) < MAX_PROGRAM_TOKENS and ids[-1] != vocab.EOS_ID:
+        program = torch.tensor([ids])
+        with torch.no_grad():
+            logits = model(features, torch.ones(features.shape[:2]), program, torch.ones_like(program))[0, -1]
+        if constrained:
+            logits[[i for i in range(len(logits)) if i not in grammar.allowed()]] = float("-inf")
+        ids.append(int(logits.argmax()))
+        if constrained:
+            grammar.step(ids[-1])
+    return ids[1:]
+
+
+@pytest.mark.parametrize("decoder", ["autoregressive", "slots"])
+def test_batched_cached_decoding_picks_what_full_passes_pick(zoo32, overfit, decoder):
+    # The trained model (autoregressive) makes the comparison meaningful; slots, untrained, checks
+    # that one pass over blank slots and a batch of unequal weight lengths change nothing.
+    model = overfit[0] if decoder == "autoregressive" else MetaModel(MetaConfig(preset="tiny", max_chunks=128, decoder="slots")).eval()
+    samples = list(read_samples(str(zoo32 / "z/standard/shard-000000.tar")))[:12]
+    assert len({weights.tokenize(s.params).features().shape[0] for s in samples}) > 1  # padding happens
+    for constrained in (True, False):
+        batched = model.generate([s.params for s in samples], constrained)
+        assert batched == [_greedy_by_full_passes(model, s.params, constrained) for s in samples]
+    if decoder == "autoregressive":
+        assert sum(ids == vocab.encode(s.program)[1:] for ids, s in zip(batched, samples)) >= 8
 
 
 def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path):

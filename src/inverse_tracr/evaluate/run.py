@@ -84,7 +84,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
             predicted = model.teacher_forced(collate([example(s, model.config.max_chunks) for s in chunk]))
             results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
         if "autoregressive" in results:
-            results["autoregressive"] += [metrics.score(s.key, s.program, model.generate(s.params), x) for s, x in zip(chunk, inputs)]
+            predicted = model.generate([s.params for s in chunk])
+            results["autoregressive"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
         bar.update(len(chunk))
     bar.close()
 
@@ -107,11 +108,12 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
 
 def _lib(store: Store, config: EvalConfig, model) -> list[dict[str, Any]]:
     zoo = read_config(store, config.zoo)
+    programs = tracr_lib_programs(zoo.sampler.vocab, zoo.max_seq_len)
+    predicted = model.generate([compile_program(program).params for program in programs.values()])
     rows = []
-    for name, program in tracr_lib_programs(zoo.sampler.vocab, zoo.max_seq_len).items():
-        ids = model.generate(compile_program(program).params)
+    for (name, program), ids in zip(programs.items(), predicted):
         scored = metrics.score(name, program, ids, make_inputs(program, config.inputs, seed=2))
-        predicted = scored.predicted.source() if scored.predicted is not None else "invalid (does not parse)"
+        source = scored.predicted.source() if scored.predicted is not None else "invalid (does not parse)"
         rows.append({"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
-                     "exact": scored.exact, "functional": scored.functional, "predicted": predicted})
+                     "exact": scored.exact, "functional": scored.functional, "predicted": source})
     return rows

@@ -32,20 +32,28 @@ def example(sample: sample_format.Sample, max_chunks: int) -> Example:
     return Example(sample.key, features, vocab.encode(sample.program))
 
 
+def pad_features(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight chunks of several models, zero-padded to the longest: features [B, N, FEATURES], mask [B, N]."""
+    n = max(len(f) for f in features)
+    padded, mask = torch.zeros(len(features), n, weights.FEATURES), torch.zeros(len(features), n)
+    for i, f in enumerate(features):
+        padded[i, : len(f)] = torch.from_numpy(f)
+        mask[i, : len(f)] = 1
+    return padded, mask
+
+
 def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
     """Pad to the longest in the batch. Program input is ids[:-1], the target ids[1:]."""
-    n = max(len(e.features) for e in examples)
+    features, weight_mask = pad_features([e.features for e in examples])
     t = max(len(e.ids) for e in examples) - 1
     batch = {
-        "features": torch.zeros(len(examples), n, weights.FEATURES),
-        "weight_mask": torch.zeros(len(examples), n),
+        "features": features,
+        "weight_mask": weight_mask,
         "program_in": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
         "targets": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
         "program_mask": torch.zeros(len(examples), t),
     }
     for i, e in enumerate(examples):
-        batch["features"][i, : len(e.features)] = torch.from_numpy(e.features)
-        batch["weight_mask"][i, : len(e.features)] = 1
         ids = torch.tensor(e.ids)
         batch["program_in"][i, : len(ids) - 1] = ids[:-1]
         batch["targets"][i, : len(ids) - 1] = ids[1:]

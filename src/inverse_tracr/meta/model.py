@@ -13,7 +13,7 @@ position sees all the weights. Two decoders share the layout:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2Model
 
 from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta.data import pad_features
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
@@ -83,21 +84,12 @@ class MetaModel(nn.Module):
         features [B, N, FEATURES], weight_mask [B, N], program_in [B, T] ids (ignored by `slots`),
         program_mask [B, T].
         """
-        values = weights.normalise(features[..., : weights.CHUNK])  # [B, N, CHUNK]
-        if self.training and self.config.input_noise > 0:
-            values = values + self.config.input_noise * values.std() * torch.randn_like(values)
-        if self.training and self.config.input_dropout > 0:
-            keep = torch.rand(values.shape[:2], device=values.device) >= self.config.input_dropout
-            values = values * keep.unsqueeze(-1)
-        w = self.weights_in(torch.cat([values, features[..., weights.CHUNK :]], dim=-1))  # [B, N, D]
+        w = self._embed_weights(features)
         if self.config.decoder == "slots":
             p = self.program_in(torch.arange(program_in.shape[1], device=w.device)).expand(len(w), -1, -1)
         else:
             p = self.program_in(program_in)  # [B, T, D]
-        # Program positions start at max_chunks whatever the number of chunks (and the batch's
-        # padding), so a program token has the same position in training and in decoding.
-        n, t = w.shape[1], p.shape[1]
-        positions = torch.cat([torch.arange(n), self.config.max_chunks + torch.arange(t)]).to(w.device)
+        positions = torch.cat([torch.arange(w.shape[1], device=w.device), self._program_positions(0, p.shape[1])])
         hidden = self.backbone(
             inputs_embeds=torch.cat([w, p], dim=1),
             attention_mask=torch.cat([weight_mask, program_mask], dim=1).long(),
@@ -105,33 +97,67 @@ class MetaModel(nn.Module):
         ).last_hidden_state
         return self.head(hidden[:, w.shape[1] :])  # [B, T, V]
 
+    def _embed_weights(self, features):
+        """Weight chunks [B, N, FEATURES] → model width, with the training-time regularisers."""
+        values = weights.normalise(features[..., : weights.CHUNK])  # [B, N, CHUNK]
+        if self.training and self.config.input_noise > 0:
+            values = values + self.config.input_noise * values.std() * torch.randn_like(values)
+        if self.training and self.config.input_dropout > 0:
+            keep = torch.rand(values.shape[:2], device=values.device) >= self.config.input_dropout
+            values = values * keep.unsqueeze(-1)
+        return self.weights_in(torch.cat([values, features[..., weights.CHUNK :]], dim=-1))
+
+    def _program_positions(self, start: int, length: int):
+        """Program positions start at max_chunks whatever the number of chunks (and the batch's
+        padding), so a program token has the same position in training and in decoding."""
+        return self.config.max_chunks + torch.arange(start, start + length, device=self.head.weight.device)
+
     @torch.no_grad()
-    def generate(self, params: dict[str, np.ndarray], constrained: bool = True) -> list[int]:
-        """Greedy decoding of the program tokens (BOS excluded, EOS included if reached)."""
+    def generate(self, params: Sequence[dict[str, np.ndarray]], constrained: bool = True) -> list[list[int]]:
+        """Greedy decoding of several models' programs at once (BOS excluded, EOS included if reached).
+
+        The autoregressive decoder reads the weights once and then one position per token, reusing
+        GPT-2's key/value cache: the cost of a program grows with its length, not with its length
+        times the number of weight chunks. `slots` needs a single pass.
+        """
         self.eval()
-        device = next(self.parameters()).device
-        tokens = weights.tokenize(params)
-        features = torch.from_numpy(tokens.features()[: self.config.max_chunks]).unsqueeze(0).to(device)
-        weight_mask = torch.ones(features.shape[:2], device=device)
-        grammar, ids = vocab.Grammar(), [vocab.BOS_ID]
-        slot_logits = None
-        while len(ids) < MAX_PROGRAM_TOKENS and ids[-1] != vocab.EOS_ID:
+        device = self.head.weight.device
+        features, weight_mask = pad_features([weights.tokenize(p).features()[: self.config.max_chunks] for p in params])
+        features, weight_mask = features.to(device), weight_mask.to(device)
+        b = len(features)
+        grammars = [vocab.Grammar() for _ in range(b)]
+        ids = torch.full((b, 1), vocab.BOS_ID, dtype=torch.long, device=device)
+        finished = torch.zeros(b, dtype=torch.bool, device=device)
+        if self.config.decoder == "slots":  # slot i's logits are those of token i+1
+            blank = torch.zeros(b, MAX_PROGRAM_TOKENS - 1, dtype=torch.long, device=device)
+            slot_logits = self(features, weight_mask, blank, torch.ones_like(blank))
+        else:
+            w = self._embed_weights(features)
+            embeds, mask = torch.cat([w, self.program_in(ids)], dim=1), torch.cat([weight_mask, torch.ones(b, 1, device=device)], dim=1)
+            positions, cache = torch.cat([torch.arange(w.shape[1], device=device), self._program_positions(0, 1)]), None
+        for t in range(MAX_PROGRAM_TOKENS - 1):
             if self.config.decoder == "slots":
-                if slot_logits is None:  # one pass: slot i's logits are those of token i+1
-                    blank = torch.zeros(1, MAX_PROGRAM_TOKENS - 1, dtype=torch.long, device=device)
-                    slot_logits = self(features, weight_mask, blank, torch.ones_like(blank))[0]
-                logits = slot_logits[len(ids) - 1]
+                logits = slot_logits[:, t]
             else:
-                program = torch.tensor([ids], device=device)
-                logits = self(features, weight_mask, program, torch.ones_like(program))[0, -1]
+                out = self.backbone(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions.expand(b, -1),
+                                    past_key_values=cache, use_cache=True)
+                logits, cache = self.head(out.last_hidden_state[:, -1]), out.past_key_values
             if constrained:
                 allowed = torch.full_like(logits, float("-inf"))
-                allowed[list(grammar.allowed())] = 0
+                for row, grammar in enumerate(grammars):
+                    allowed[row, list(grammar.allowed())] = 0
                 logits = logits + allowed
-            ids.append(int(logits.argmax()))
-            if constrained:
-                grammar.step(ids[-1])
-        return ids[1:]
+            chosen = logits.argmax(-1).masked_fill(finished, vocab.PAD_ID)
+            for grammar, token, done in zip(grammars, chosen.tolist(), finished.tolist()):
+                if constrained and not done:
+                    grammar.step(token)
+            ids, finished = torch.cat([ids, chosen[:, None]], dim=1), finished | (chosen == vocab.EOS_ID)
+            if finished.all():
+                break
+            if self.config.decoder != "slots":
+                embeds, mask = self.program_in(chosen[:, None]), torch.cat([mask, torch.ones(b, 1, device=device)], dim=1)
+                positions = self._program_positions(t + 1, 1)
+        return [_through_eos(row[1:]) for row in ids.tolist()]
 
     def decompile(
         self, params: dict[str, np.ndarray], vocab_: tuple | None = None, max_seq_len: int | None = None, constrained: bool = True
@@ -143,7 +169,7 @@ class MetaModel(nn.Module):
         """
         vocab_ = vocab_ if vocab_ is not None else self.program_vocab
         max_seq_len = max_seq_len if max_seq_len is not None else self.program_max_seq_len
-        return vocab.decode([vocab.BOS_ID, *self.generate(params, constrained)], vocab_, max_seq_len)
+        return vocab.decode([vocab.BOS_ID, *self.generate([params], constrained)[0]], vocab_, max_seq_len)
 
     @torch.no_grad()
     def teacher_forced(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
@@ -152,3 +178,9 @@ class MetaModel(nn.Module):
         logits = self(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
         lengths = batch["program_mask"].sum(1).long().tolist()
         return [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
+
+
+def _through_eos(ids: list[int]) -> list[int]:
+    """The tokens up to and including the first EOS (all of them if none): a batch's finished
+    rows wait, padded, for the others."""
+    return ids[: ids.index(vocab.EOS_ID) + 1] if vocab.EOS_ID in ids else ids
