@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import cli_env
+from conftest import cli_env, free_port
 from inverse_tracr.cli import build_parser
 from inverse_tracr.zoo import read_samples
 from inverse_tracr.zoo.shards import shard_urls
@@ -187,6 +187,36 @@ def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
     status = subprocess.run([sys.executable, "-m", "inverse_tracr.cli", "status", "--store", store, "--zoo", values["zoo"]],
                             env=cli_env(), capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "standard: 3 shards, 6 programs" in status.stdout
+
+
+def test_the_rendered_training_job_runs_as_two_machines_against_a_gcs_emulator(gcs_bucket, small_zoo, tmp_path):
+    """The Indexed Job's command line, as each pod runs it, on two "machines" that rendezvous over
+    127.0.0.1 (the cluster's pod DNS name), with the chart's bf16 on CPU and gloo instead of NCCL."""
+    store = f"{gcs_bucket}/train"
+    for path in (small_zoo / "small").rglob("*"):
+        if path.is_file():
+            Store(store).write_bytes(path.read_bytes(), *path.relative_to(small_zoo).parts)
+    docs = render(sets=("training.nodes=2", "training.gpusPerNode=1", "training.preset=tiny", "training.batchSize=3",
+                        "training.checkpointEvery=2", f"training.port={free_port()}", "zoo.name=small", f"store.url={store}"))
+    train = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-train"))
+    values = {**{p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}, "steps": "4"}
+    job = next(d for d in _embedded(docs) if d["kind"] == "Job")
+    assert job["spec"]["completions"] == 2
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["accelerate"] and container["args"][0] == "launch"
+    args = [_fill(a, values) for a in container["args"][1:]]
+    assert args[args.index("--mixed_precision") + 1] == "bf16"
+    args[args.index("--main_process_ip") + 1] = "127.0.0.1"
+    pods = []
+    for rank in range(2):
+        pod_args = [a.replace("$(JOB_COMPLETION_INDEX)", str(rank)).replace("/tmp/runs", str(tmp_path / f"runs-{rank}")) for a in args]
+        pods.append(subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", *pod_args], env=cli_env(ACCELERATE_USE_CPU="true"),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [pod.communicate(timeout=600) for pod in pods]
+    for pod, (out, err) in zip(pods, outputs):
+        assert pod.returncode == 0, err[-3000:]
+    assert "2 ranks, parameters identical across ranks" in outputs[0][0]
+    assert Store(store).exists("small", "meta", values["run"], "checkpoints", "step-00000004", "model.safetensors")
 
 
 @pytest.mark.parametrize("values", ["defaults", "large"])

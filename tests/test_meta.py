@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from conftest import cli_env
@@ -137,18 +138,30 @@ def test_batched_cached_decoding_picks_what_full_passes_pick(zoo32, overfit, dec
         assert sum(ids == vocab.encode(s.program)[1:] for ids, s in zip(batched, samples)) >= 8
 
 
-def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path):
-    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, checkpoint_every=4,
-                       shuffle_buffer=8, model=MetaConfig(preset="tiny", max_chunks=128, dropout=0.1, input_noise=0.05, input_dropout=0.1))
-    train(dataclasses.replace(base, run="whole"), logdir=str(tmp_path / "a"), progress=False)
-    stopped = train(dataclasses.replace(base, run="pieces"), stop_after=4, logdir=str(tmp_path / "b"), progress=False)
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, precision):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, checkpoint_every=4, shuffle_buffer=8,
+                       mixed_precision=precision, model=MetaConfig(preset="tiny", max_chunks=128, dropout=0.1, input_noise=0.05, input_dropout=0.1))
+    whole, pieces = f"whole-{precision}", f"pieces-{precision}"
+    train(dataclasses.replace(base, run=whole), logdir=str(tmp_path / "a"), progress=False)
+    stopped = train(dataclasses.replace(base, run=pieces), stop_after=4, logdir=str(tmp_path / "b"), progress=False)
     assert stopped["step"] == 4
-    train(dataclasses.replace(base, run="pieces"), logdir=str(tmp_path / "b"), progress=False)
-    whole, pieces = load_model(str(small_zoo), "small", "whole"), load_model(str(small_zoo), "small", "pieces")
-    for (name, a), b in zip(whole.state_dict().items(), pieces.state_dict().values()):
+    train(dataclasses.replace(base, run=pieces), logdir=str(tmp_path / "b"), progress=False)
+    for (name, a), b in zip(load_model(str(small_zoo), "small", whole).state_dict().items(), load_model(str(small_zoo), "small", pieces).state_dict().values()):
         assert torch.equal(a, b), name
     with pytest.raises(Exception, match="other settings"):
-        train(dataclasses.replace(base, run="pieces", lr=1.0), progress=False)
+        train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
+
+
+def test_bf16_changes_the_arithmetic_not_the_stored_float32_weights(small_zoo, tmp_path):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, shuffle_buffer=0,
+                       model=MetaConfig(preset="tiny", max_chunks=128))
+    figures = {p: train(dataclasses.replace(base, run=f"precision-{p}", mixed_precision=p), logdir=str(tmp_path / p), progress=False) for p in ("no", "bf16")}
+    assert figures["bf16"]["loss"] == pytest.approx(figures["no"]["loss"], rel=0.05)
+    stored = {p: safetensors.torch.load_file(str(small_zoo / f"small/meta/precision-{p}/checkpoints/step-00000008/model.safetensors")) for p in figures}
+    assert stored["no"].keys() == stored["bf16"].keys()
+    assert {t.dtype for s in stored.values() for t in s.values()} == {torch.float32}  # master weights stay float32
+    assert any(not torch.equal(stored["no"][k], stored["bf16"][k]) for k in stored["no"])  # autocast was in effect
 
 
 def test_a_corrupt_shard_in_the_training_set_is_skipped_with_a_warning(small_zoo, tmp_path):

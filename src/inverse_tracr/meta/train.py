@@ -19,6 +19,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -158,6 +159,11 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
         # waits, holding the GIL, for a gloo thread that needs the GIL (seen with py-spy). So the
         # distributed objects live until the process ends, and the CLI ends it with os._exit.
         _DISTRIBUTED_KEEPALIVE.append((model, optimizer, scheduler, accelerator))
+    else:
+        # Accelerate keeps one state per process and refuses another mixed precision later; a
+        # single-process caller (a notebook, the pipeline, the tests) may train again with other settings.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
     return figures
 
 
