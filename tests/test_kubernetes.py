@@ -145,6 +145,16 @@ def test_pods_are_labelled_non_root_and_bounded(rendered):
         assert doc["spec"]["securityContext"]["runAsNonRoot"] and doc["spec"]["podGC"] and doc["spec"]["ttlStrategy"]
 
 
+def test_each_training_pod_has_a_cpu_for_every_rank_and_loader_worker(rendered):
+    name, docs = rendered
+    container = next(d for d in _embedded(docs) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    ranks_per_pod = int(args[args.index("--num_processes") + 1]) // int(args[args.index("--num_machines") + 1])
+    workers = int(args[args.index("--loader-workers") + 1])
+    assert workers >= 2, name  # one worker (~270 samples/s) would starve a GPU
+    assert ranks_per_pod * (workers + 1) <= float(container["resources"]["requests"]["cpu"]), name
+
+
 def test_large_values_scale_the_fan_out_and_the_training_job():
     docs = render(*VALUE_SETS["large"])
     generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))
@@ -196,8 +206,8 @@ def test_the_rendered_training_job_runs_as_two_machines_against_a_gcs_emulator(g
     for path in (small_zoo / "small").rglob("*"):
         if path.is_file():
             Store(store).write_bytes(path.read_bytes(), *path.relative_to(small_zoo).parts)
-    docs = render(sets=("training.nodes=2", "training.gpusPerNode=1", "training.preset=tiny", "training.batchSize=3",
-                        "training.checkpointEvery=2", f"training.port={free_port()}", "zoo.name=small", f"store.url={store}"))
+    docs = render(sets=("training.nodes=2", "training.gpusPerNode=1", "training.preset=tiny", "training.batchSize=3", "training.checkpointEvery=2",
+                        "training.loaderWorkers=2", f"training.port={free_port()}", "zoo.name=small", f"store.url={store}"))
     train = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-train"))
     values = {**{p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}, "steps": "4"}
     job = next(d for d in _embedded(docs) if d["kind"] == "Job")
