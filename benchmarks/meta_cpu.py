@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     parser.add_argument("--loader-workers", type=int, default=1)
     parser.add_argument("--eval-programs", type=int, default=300)
     args = parser.parse_args()

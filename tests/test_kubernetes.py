@@ -155,6 +155,14 @@ def test_each_training_pod_has_a_cpu_for_every_rank_and_loader_worker(rendered):
     assert ranks_per_pod * (workers + 1) <= float(container["resources"]["requests"]["cpu"]), name
 
 
+def test_the_learning_rate_is_passed_only_when_set(tmp_path):
+    values = tmp_path / "lr.yaml"
+    values.write_text("training:\n  lr: 0.001\n")  # a file: `--set` would make 0.001 a string
+    for files, expected in (((), None), ((values,), "0.001")):
+        args = next(d for d in _embedded(render(*files)) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert (args[args.index("--lr") + 1] if "--lr" in args else None) == expected  # unset: the CLI takes the preset's
+
+
 def test_large_values_scale_the_fan_out_and_the_training_job():
     docs = render(*VALUE_SETS["large"])
     generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))

@@ -18,7 +18,9 @@ from conftest import cli_env
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, MetaConfig, MetaModel
+from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
+from inverse_tracr.pipeline.run import load_values, plan
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.zoo import read_samples
@@ -191,8 +193,18 @@ def test_two_cpu_processes_train_in_lockstep(small_zoo, tmp_path):
     assert "2 ranks, parameters identical across ranks" in result.stdout
 
 
-def test_the_cli_offers_exactly_the_model_presets():
-    from inverse_tracr import cli
-    from inverse_tracr.meta.model import PRESETS
+def test_the_cli_lists_presets_and_their_learning_rates_without_importing_torch():
+    code = "import sys, inverse_tracr.cli as cli; cli.build_parser().parse_args(['train', '--help'])"
+    result = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True, timeout=60)
+    help_text = " ".join(result.stdout.split())
+    for name, preset in PRESETS.items():
+        assert f"{name} {preset.lr:g}" in help_text
+    check = subprocess.run([sys.executable, "-c", "import sys, inverse_tracr.cli; print(sorted({'torch', 'jax'} & set(sys.modules)))"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "[]"  # --help stays fast
 
-    assert set(cli.PRESETS) == set(PRESETS)  # the CLI lists them without importing torch
+
+def test_the_learning_rate_is_the_preset_s_unless_given():
+    assert TrainConfig(store="s", zoo="z", model=MetaConfig(preset="small")).lr == PRESETS["small"].lr == 2e-3
+    assert TrainConfig(store="s", zoo="z", model=MetaConfig(preset="small"), lr=1e-4).lr == 1e-4
+    assert plan(load_values(None, "demo")).train.lr == PRESETS["tiny"].lr

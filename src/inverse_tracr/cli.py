@@ -10,6 +10,8 @@ import sys
 import threading
 from typing import Sequence
 
+from inverse_tracr.meta.presets import PRESETS
+
 EXAMPLES = """
 examples:
   inverse-tracr generate --store ./zoo-store --zoo demo --programs 200 --shard-size 50
@@ -20,10 +22,6 @@ examples:
   inverse-tracr evaluate --store ./zoo-store --zoo demo --split val
   inverse-tracr decompile ./zoo-store/demo/standard/shard-000000.tar --zoo demo --index 3
 """
-
-
-#: Model sizes, listed here so `--help` needs no torch import (checked against meta.model.PRESETS).
-PRESETS = ("tiny", "small", "base", "medium", "large")
 
 
 class UserError(Exception):
@@ -183,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
     tr.add_argument("--batch-size", type=_positive, default=32, help="programs per step and process (default: %(default)s)")
     tr.add_argument("--grad-accum", type=_positive, default=1, help="batches per optimizer step (default: %(default)s)")
-    tr.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default: %(default)s)")
+    tr.add_argument("--lr", type=float, help="peak learning rate (default: the preset's: "
+                    + ", ".join(f"{name} {preset.lr:g}" for name, preset in PRESETS.items()) + ")")
     tr.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay (default: %(default)s)")
     tr.add_argument("--input-noise", type=float, default=0.0, help="Gaussian weight noise, as a fraction of their std (default: %(default)s)")
     tr.add_argument("--input-dropout", type=float, default=0.0, help="chance of dropping a weight chunk (default: %(default)s)")

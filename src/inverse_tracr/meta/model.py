@@ -22,17 +22,10 @@ from transformers import GPT2Config, GPT2Model
 
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import pad_features
+from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
-#: Named sizes: `tiny` for tests on a CPU … the thesis's GPT-2 medium/large for A100s.
-PRESETS = {
-    "tiny": dict(n_embd=64, n_layer=2, n_head=2),
-    "small": dict(n_embd=256, n_layer=4, n_head=4),
-    "base": dict(n_embd=768, n_layer=12, n_head=12),
-    "medium": dict(n_embd=1024, n_layer=24, n_head=16),
-    "large": dict(n_embd=1280, n_layer=36, n_head=20),
-}
 MAX_PROGRAM_TOKENS = 2 + 5 * vocab.MAX_VARIABLES
 
 
@@ -65,17 +58,17 @@ class MetaModel(nn.Module):
             resid_pdrop=config.dropout,
             embd_pdrop=config.dropout,
             attn_pdrop=config.dropout,
-            **size,
+            **size.gpt2(),
         )
         self.backbone = GPT2Model(gpt)
         # Fed only inputs_embeds, GPT-2's token table gets no gradient; frozen, DDP does not wait for one.
         self.backbone.wte.weight.requires_grad_(False)
-        self.weights_in = nn.Linear(weights.FEATURES, size["n_embd"])
+        self.weights_in = nn.Linear(weights.FEATURES, size.n_embd)
         # Program positions embed their token (autoregressive) or their slot; only one table
         # exists, since DDP refuses parameters that get no gradient.
         rows = MAX_PROGRAM_TOKENS if config.decoder == "slots" else len(vocab.TOKENS)
-        self.program_in = nn.Embedding(rows, size["n_embd"])
-        self.head = nn.Linear(size["n_embd"], len(vocab.TOKENS))
+        self.program_in = nn.Embedding(rows, size.n_embd)
+        self.head = nn.Linear(size.n_embd, len(vocab.TOKENS))
         self.program_vocab, self.program_max_seq_len = DEFAULT_VOCAB, DEFAULT_MAX_SEQ_LEN
 
     def forward(self, features, weight_mask, program_in, program_mask):

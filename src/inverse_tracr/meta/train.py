@@ -28,6 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 from inverse_tracr.meta import checkpoint, vocab
 from inverse_tracr.meta.data import collate, stream
 from inverse_tracr.meta.model import MetaConfig, MetaModel
+from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.zoo.manifest import read_config
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
@@ -55,7 +56,7 @@ class TrainConfig:
     model: MetaConfig = MetaConfig()
     steps: int = 1000
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float | None = None  # None: the preset's (meta.presets)
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -66,6 +67,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     mixed_precision: str = "no"  # "bf16" on GPUs
+
+    def __post_init__(self):
+        if self.lr is None:
+            object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "kinds": list(self.kinds)}

@@ -36,13 +36,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "store": {"url": "./zoo-store"},
         "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8, "kinds": ["standard", "compressed"]},
         "distill": {"shards": 1},
-        "training": {"run": "tiny", "preset": "tiny", "steps": 600, "batchSize": 32, "lr": 0.001},
+        "training": {"run": "tiny", "preset": "tiny", "steps": 600, "batchSize": 32},
         "evaluation": {"split": "val"},
     },
     "small": {
         "store": {"url": "./zoo-store"},
         "zoo": {"name": "small", "programs": 20000, "shardSize": 500, "minOps": 4, "maxOps": 6},
-        "training": {"run": "small", "preset": "small", "steps": 5000, "batchSize": 32, "lr": 0.0005},
+        "training": {"run": "small", "preset": "small", "steps": 5000, "batchSize": 32},
         "evaluation": {"split": "val", "limit": 1000},
     },
 }
@@ -115,7 +115,7 @@ def plan(values: dict[str, Any]) -> Plan:
     train_config = TrainConfig(
         store=store, zoo=zoo["name"], run=training["run"], kinds=tuple(zoo["kinds"]),
         model=MetaConfig(preset=training["preset"]), steps=training["steps"], batch_size=training["batchSize"],
-        lr=training["lr"], warmup=min(100, training["steps"] // 10), checkpoint_every=training["checkpointEvery"],
+        lr=training.get("lr"), warmup=min(100, training["steps"] // 10), checkpoint_every=training["checkpointEvery"],
         mixed_precision="no", loader_workers=1,
     )
     students = values["distill"]
