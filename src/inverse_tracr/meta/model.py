@@ -49,7 +49,7 @@ class MetaModel(nn.Module):
     def __init__(self, config: MetaConfig):
         super().__init__()
         self.config = config
-        size = PRESETS[config.preset]
+        size = PRESETS[config.preset]  # a Preset
         gpt = GPT2Config(
             vocab_size=1,  # programs are embedded here, not by GPT-2's token table
             bos_token_id=None,
