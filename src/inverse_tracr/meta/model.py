@@ -49,7 +49,7 @@ class MetaModel(nn.Module):
     def __init__(self, config: MetaConfig):
         super().__init__()
         self.config = config
-        size = PRESETS[config.preset]  # a Preset
+        preset = PRESETS[config.preset]
         gpt = GPT2Config(
             vocab_size=1,  # programs are embedded here, not by GPT-2's token table
             bos_token_id=None,
@@ -58,17 +58,17 @@ class MetaModel(nn.Module):
             resid_pdrop=config.dropout,
             embd_pdrop=config.dropout,
             attn_pdrop=config.dropout,
-            **size.gpt2(),
+            **preset.gpt2(),
         )
         self.backbone = GPT2Model(gpt)
         # Fed only inputs_embeds, GPT-2's token table gets no gradient; frozen, DDP does not wait for one.
         self.backbone.wte.weight.requires_grad_(False)
-        self.weights_in = nn.Linear(weights.FEATURES, size.n_embd)
+        self.weights_in = nn.Linear(weights.FEATURES, preset.n_embd)
         # Program positions embed their token (autoregressive) or their slot; only one table
         # exists, since DDP refuses parameters that get no gradient.
         rows = MAX_PROGRAM_TOKENS if config.decoder == "slots" else len(vocab.TOKENS)
-        self.program_in = nn.Embedding(rows, size.n_embd)
-        self.head = nn.Linear(size.n_embd, len(vocab.TOKENS))
+        self.program_in = nn.Embedding(rows, preset.n_embd)
+        self.head = nn.Linear(preset.n_embd, len(vocab.TOKENS))
         self.program_vocab, self.program_max_seq_len = DEFAULT_VOCAB, DEFAULT_MAX_SEQ_LEN
 
     def forward(self, features, weight_mask, program_in, program_mask):
