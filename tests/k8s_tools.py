@@ -44,15 +44,69 @@ def run_helm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([helm(), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def render(*values: str, sets: tuple[str, ...] = ()) -> list[dict]:
-    args = ["template", "inverse-tracr", str(CHART), "--namespace", "inverse-tracr"]
+def render(*values: str, sets: tuple[str, ...] = (), release: str = "inverse-tracr") -> list[dict]:
+    result = run_helm(*template_args(*values, sets=sets, release=release))
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def template_args(*values: str, sets: tuple[str, ...] = (), release: str = "inverse-tracr") -> list[str]:
+    args = ["template", release, str(CHART), "--namespace", "inverse-tracr"]
     for v in values:
         args += ["-f", str(v)]
     for s in sets:
         args += ["--set", s]
-    result = run_helm(*args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return args
+
+
+#: The chart's example value sets (helm/values/), and its defaults.
+VALUE_SETS = {"defaults": (), "minimal": (ROOT / "helm/values/minimal.yaml",), "large": (ROOT / "helm/values/large.yaml",)}
+
+
+def argo_objects(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["apiVersion"].startswith("argoproj.io/")]
+
+
+def workflow_template(docs: list[dict], stage: str) -> dict:
+    return next(d for d in argo_objects(docs) if d["metadata"]["name"].endswith(f"-{stage}"))
+
+
+def embedded(docs: list[dict]) -> list[dict]:
+    """Kubernetes objects that Argo resource templates create (the training Service and Job)."""
+    return [yaml.safe_load(t["resource"]["manifest"]) for d in argo_objects(docs) for t in d["spec"]["templates"] if "resource" in t]
+
+
+def training_job(docs: list[dict]) -> dict:
+    return next(d for d in embedded(docs) if d["kind"] == "Job")
+
+
+def pod_containers(docs: list[dict]):
+    """(where, container, is_init) for every container the chart's templates define: Argo container
+    templates and the training Job's init and main containers."""
+    for doc in argo_objects(docs):
+        for template in doc["spec"]["templates"]:
+            if "container" in template:
+                yield f"{doc['metadata']['name']}/{template['name']}", template["container"], False
+    job = training_job(docs)["spec"]["template"]["spec"]
+    for container in job.get("initContainers", []):
+        yield f"job/{container['name']}", container, True
+    for container in job["containers"]:
+        yield f"job/{container['name']}", container, False
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """Argo's substitution of {{inputs.parameters.x}} and {{workflow.parameters.x}}."""
+    return PARAMETER.sub(lambda m: values[m.group(2)], text)
+
+
+def quantity(text) -> float:
+    """A Kubernetes quantity as a number (bytes, or cores)."""
+    text = str(text)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}
+    for suffix, factor in sorted(units.items(), key=lambda u: -len(u[0])):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
 
 
 @functools.cache

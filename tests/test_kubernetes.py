@@ -15,24 +15,14 @@ from inverse_tracr.cli import build_parser
 from inverse_tracr.zoo import read_samples
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
-from k8s_tools import CHART, PARAMETER, ROOT, argo_schema, checkov, render, run_helm, strings
+from k8s_tools import CHART, PARAMETER, ROOT, VALUE_SETS, argo_objects, argo_schema, checkov, embedded, fill, render, run_helm, strings
 
-VALUE_SETS = {"defaults": (), "minimal": (ROOT / "helm/values/minimal.yaml",), "large": (ROOT / "helm/values/large.yaml",)}
 KUBERNETES = "1.33.0"
 
 
 @pytest.fixture(scope="module", params=sorted(VALUE_SETS))
 def rendered(request):
     return request.param, render(*VALUE_SETS[request.param])
-
-
-def _argo(docs):
-    return [d for d in docs if d["apiVersion"].startswith("argoproj.io/")]
-
-
-def _embedded(docs):
-    """Kubernetes objects that Argo resource templates create (the training Service and Job)."""
-    return [yaml.safe_load(t["resource"]["manifest"]) for d in _argo(docs) for t in d["spec"]["templates"] if "resource" in t]
 
 
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
@@ -51,16 +41,24 @@ def test_bad_values_are_rejected_by_the_schema():
 
 def test_core_objects_validate_strictly(rendered):
     _, docs = rendered
-    core = [d for d in docs if not d["apiVersion"].startswith("argoproj.io/")] + _embedded(docs)
+    core = [d for d in docs if not d["apiVersion"].startswith("argoproj.io/")] + embedded(docs)
     kinds = sorted(d["kind"] for d in core)
     assert kinds == ["Job", "NetworkPolicy", "Role", "RoleBinding", "Service", "ServiceAccount"]
     for doc in core:
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
 
+def test_the_cluster_manifests_in_k8s_validate_strictly():
+    docs = [d for path in sorted((ROOT / "k8s").glob("*.yaml")) if path.name != "argo-workflows-values.yaml"
+            for d in yaml.safe_load_all(path.read_text()) if d]
+    assert sorted(d["kind"] for d in docs) == ["LimitRange", "Namespace", "PriorityClass", "PriorityClass", "ResourceQuota", "Secret"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
 def test_argo_objects_validate_against_a_strict_schema_and_are_consistent(rendered):
     _, docs = rendered
-    templates = {d["metadata"]["name"]: d for d in _argo(docs)}
+    templates = {d["metadata"]["name"]: d for d in argo_objects(docs)}
     assert set(templates) == {f"inverse-tracr-{s}" for s in ("generate", "distill", "train", "evaluate", "pipeline")}
     for name, doc in templates.items():
         jsonschema.validate(doc, argo_schema("WorkflowTemplate"))
@@ -84,7 +82,7 @@ def test_argo_objects_validate_against_a_strict_schema_and_are_consistent(render
 
 
 def test_argo_workflows_users_submit_reference_installed_templates():
-    docs = {d["metadata"]["name"]: d for d in _argo(render())}
+    docs = {d["metadata"]["name"]: d for d in argo_objects(render())}
     for path in sorted((ROOT / "argo").glob("*.yaml")):
         workflow = yaml.safe_load(path.read_text())
         jsonschema.validate(workflow, argo_schema("Workflow"))
@@ -95,26 +93,26 @@ def test_argo_workflows_users_submit_reference_installed_templates():
 
 def _containers(docs):
     """(template name, labels, container) of every pod the templates make."""
-    for doc in _argo(docs):
+    for doc in argo_objects(docs):
         for template in doc["spec"]["templates"]:
             if "container" in template:
                 yield template["name"], template.get("metadata", {}).get("labels", {}), template["container"]
-    for job in (d for d in _embedded(docs) if d["kind"] == "Job"):
+    for job in (d for d in embedded(docs) if d["kind"] == "Job"):
         spec = job["spec"]["template"]
         for container in spec["spec"]["containers"]:
             yield job["metadata"]["name"], spec["metadata"]["labels"], container
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
-    text = _fill(text, values)
-    return text.replace("{{item}}", "0").replace("$(JOB_COMPLETION_INDEX)", "0").replace("{{workflow.name}}", "wf")
+    text = fill(text, values)
+    return text.replace("{{item}}", "0").replace("$(JOB_COMPLETION_INDEX)", "0").replace("{{workflow.name}}", "wf").replace("{{retries}}", "0")
 
 
 def test_every_command_line_parses_with_the_real_cli(rendered):
     from accelerate.commands.launch import launch_command_parser
 
     _, docs = rendered
-    defaults = {p["name"]: p["value"] for p in _argo(docs)[0]["spec"]["arguments"]["parameters"]}
+    defaults = {p["name"]: p["value"] for p in argo_objects(docs)[0]["spec"]["arguments"]["parameters"]}
     values = {**defaults, "part": "0", "kind": "compressed"}
     parsed = 0
     for name, _labels, container in _containers(docs):
@@ -141,13 +139,13 @@ def test_pods_are_labelled_non_root_and_bounded(rendered):
         assert container["resources"]["requests"] and container["resources"]["limits"], name
     generate = next(labels for name, labels, _ in _containers(docs) if name == "generate-part")
     assert generate["inverse-tracr/part"] == "{{inputs.parameters.part}}"
-    for doc in _argo(docs):
+    for doc in argo_objects(docs):
         assert doc["spec"]["securityContext"]["runAsNonRoot"] and doc["spec"]["podGC"] and doc["spec"]["ttlStrategy"]
 
 
 def test_each_training_pod_has_a_cpu_for_every_rank_and_loader_worker(rendered):
     name, docs = rendered
-    container = next(d for d in _embedded(docs) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]
+    container = next(d for d in embedded(docs) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
     ranks_per_pod = int(args[args.index("--num_processes") + 1]) // int(args[args.index("--num_machines") + 1])
     workers = int(args[args.index("--loader-workers") + 1])
@@ -159,35 +157,30 @@ def test_the_learning_rate_is_passed_only_when_set(tmp_path):
     values = tmp_path / "lr.yaml"
     values.write_text("training:\n  lr: 0.001\n")  # a file: `--set` would make 0.001 a string
     for files, expected in (((), None), ((values,), "0.001")):
-        args = next(d for d in _embedded(render(*files)) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
+        args = next(d for d in embedded(render(*files)) if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert (args[args.index("--lr") + 1] if "--lr" in args else None) == expected  # unset: the CLI takes the preset's
 
 
 def test_large_values_scale_the_fan_out_and_the_training_job():
     docs = render(*VALUE_SETS["large"])
-    generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))
+    generate = next(d for d in argo_objects(docs) if d["metadata"]["name"].endswith("-generate"))
     assert generate["spec"]["parallelism"] == 500
     parameters = {p["name"]: p["value"] for p in generate["spec"]["arguments"]["parameters"]}
     assert parameters["programs"] == "800000" and parameters["pods"] == "1000" and parameters["shard-size"] == "800"
-    job = next(d for d in _embedded(docs) if d["kind"] == "Job")
+    job = next(d for d in embedded(docs) if d["kind"] == "Job")
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4 and job["spec"]["completionMode"] == "Indexed"
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     args = container["args"]
     assert args[args.index("--num_processes") + 1] == "32" and args[args.index("--num_machines") + 1] == "4"
-    assert "--multi_gpu" in args and args[args.index("--main_process_ip") + 1] == "{{workflow.name}}-train-0.{{workflow.name}}-train"
+    assert "--multi_gpu" in args and args[args.index("--main_process_ip") + 1] == "{{workflow.name}}-train-{{retries}}-0.{{workflow.name}}-train"
     assert job["spec"]["template"]["spec"]["subdomain"] == "{{workflow.name}}-train"
-
-
-def _fill(text: str, values: dict[str, str]) -> str:
-    """Argo's substitution of {{inputs.parameters.x}} and {{workflow.parameters.x}}."""
-    return PARAMETER.sub(lambda m: values[m.group(2)], text)
 
 
 def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
     store = f"{gcs_bucket}/argo"
     docs = render(sets=("zoo.programs=6", "zoo.shardSize=2", "zoo.pods=2", "zoo.workersPerPod=1", "zoo.minOps=3", "zoo.maxOps=5", f"store.url={store}"))
-    generate = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-generate"))
+    generate = next(d for d in argo_objects(docs) if d["metadata"]["name"].endswith("-generate"))
     values = {p["name"]: p["value"] for p in generate["spec"]["arguments"]["parameters"]}
     templates = {t["name"]: t for t in generate["spec"]["templates"]}
     fan_out = templates[generate["spec"]["entrypoint"]]["dag"]["tasks"][0]
@@ -195,7 +188,7 @@ def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
     assert count == 2
     for item in range(count):  # the DAG's fan-out, expanded: each pod's command, as the pod runs it
         container = templates[fan_out["template"]]["container"]
-        args = [_fill(a, {**values, "part": str(item)}) for a in container["args"]]
+        args = [fill(a, {**values, "part": str(item)}) for a in container["args"]]
         result = subprocess.run([sys.executable, "-m", "inverse_tracr.cli", *args], env=cli_env(), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     urls = shard_urls(Store(store), values["zoo"])
@@ -216,13 +209,13 @@ def test_the_rendered_training_job_runs_as_two_machines_against_a_gcs_emulator(g
             Store(store).write_bytes(path.read_bytes(), *path.relative_to(small_zoo).parts)
     docs = render(sets=("training.nodes=2", "training.gpusPerNode=1", "training.preset=tiny", "training.batchSize=3", "training.checkpointEvery=2",
                         "training.loaderWorkers=2", f"training.port={free_port()}", "zoo.name=small", f"store.url={store}"))
-    train = next(d for d in _argo(docs) if d["metadata"]["name"].endswith("-train"))
+    train = next(d for d in argo_objects(docs) if d["metadata"]["name"].endswith("-train"))
     values = {**{p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}, "steps": "4"}
-    job = next(d for d in _embedded(docs) if d["kind"] == "Job")
+    job = next(d for d in embedded(docs) if d["kind"] == "Job")
     assert job["spec"]["completions"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["accelerate"] and container["args"][0] == "launch"
-    args = [_fill(a, values) for a in container["args"][1:]]
+    args = [fill(a, values) for a in container["args"][1:]]
     assert args[args.index("--mixed_precision") + 1] == "bf16"
     args[args.index("--main_process_ip") + 1] = "127.0.0.1"
     pods = []
@@ -242,9 +235,9 @@ def test_checkov_reports_no_failed_check_without_a_written_reason(values, tmp_pa
     import json
 
     docs = render(*VALUE_SETS[values])
-    substitutions = {"{{workflow.name}}": "wf", "{{workflow.parameters.zoo}}": "demo"}
+    substitutions = {"{{workflow.name}}": "wf", "{{retries}}": "0", "{{workflow.parameters.zoo}}": "demo", "{{workflow.parameters.kinds}}": "[]"}
     embedded = []
-    for manifest in (t["resource"]["manifest"] for d in _argo(docs) for t in d["spec"]["templates"] if "resource" in t):
+    for manifest in (t["resource"]["manifest"] for d in argo_objects(docs) for t in d["spec"]["templates"] if "resource" in t):
         for placeholder, value in substitutions.items():
             manifest = manifest.replace(placeholder, value)
         embedded.append({**yaml.safe_load(manifest)})
@@ -317,7 +310,7 @@ def test_submit_posts_a_valid_workflow_to_the_kubernetes_api(tmp_path):
     (path, body), = recorded
     assert path == "/apis/argoproj.io/v1alpha1/namespaces/inverse-tracr/workflows"
     jsonschema.validate(body, argo_schema("Workflow"))
-    template = next(d for d in _argo(render()) if d["metadata"]["name"] == body["spec"]["workflowTemplateRef"]["name"])
+    template = next(d for d in argo_objects(render()) if d["metadata"]["name"] == body["spec"]["workflowTemplateRef"]["name"])
     declared = {p["name"] for p in template["spec"]["arguments"]["parameters"]}
     assert {p["name"]: p["value"] for p in body["spec"]["arguments"]["parameters"]} == {"programs": "800000", "pods": "500", "zoo": "big"}
     assert {p["name"] for p in body["spec"]["arguments"]["parameters"]} <= declared

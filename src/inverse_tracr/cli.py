@@ -38,6 +38,18 @@ def _shard_range(text: str) -> range:
     return range(start, stop)
 
 
+def _kind_list(text: str) -> str:
+    """Zoo kinds as "a,b", from "a,b" or a JSON list (the chart's `kinds` workflow parameter)."""
+    if text.lstrip().startswith("["):
+        import json
+
+        try:
+            return ",".join(str(kind) for kind in json.loads(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a JSON list of kinds, got {text!r}") from None
+    return text
+
+
 def _part(text: str) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in text.split("/"))
@@ -126,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--vocab-size", type=_positive, default=5, help="input tokens are 0..N-1 (default: %(default)s)")
     gen.add_argument("--max-seq-len", type=_positive, default=5, help="longest input (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0, help="zoo seed (default: %(default)s)")
-    gen.add_argument("--verify-inputs", type=_positive, default=32, help="random inputs each compiled model must get right (default: %(default)s)")
+    gen.add_argument("--verify-inputs", type=_positive, default=1024,
+                     help="random inputs each compiled model must get right when there are too many to check them all "
+                          "(up to 5,000 input sequences, every one is checked) (default: %(default)s)")
+    gen.add_argument("--random-tables", type=float, default=0.1,
+                     help="share of Map, SequenceMap and Select lines with a random table instead of a library function (default: %(default)s)")
     gen.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a compile worker above this resident memory (default: %(default)s)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate)
@@ -175,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _where(tr, run=True)
-    tr.add_argument("--kinds", default="standard", help="comma-separated zoo kinds to train on (default: %(default)s)")
+    tr.add_argument("--kinds", default="standard", type=_kind_list,
+                    help='zoo kinds to train on, comma-separated or a JSON list like ["standard","compressed"] (default: %(default)s)')
     tr.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default: %(default)s)")
     tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
     tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
@@ -277,6 +294,7 @@ def _generate(args: argparse.Namespace) -> int:
             max_seq_len=args.max_seq_len,
             seed=args.seed,
             verify_inputs=args.verify_inputs,
+            random_tables=args.random_tables,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -403,6 +421,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _decompile(args: argparse.Namespace) -> int:
+    from inverse_tracr.compile.model import Layout
     from inverse_tracr.meta.train import load_model
     from inverse_tracr.programs import ProgramError
     from inverse_tracr.zoo.inspect import find_sample
@@ -416,14 +435,15 @@ def _decompile(args: argparse.Namespace) -> int:
     print("true program:")
     print("\n".join("  " + line for line in true.source().splitlines()))
     try:
-        predicted = model.decompile(sample.params, true.vocab, true.max_seq_len)
+        output_values = Layout.from_json(sample.meta["model"]).output_values
+        predicted = model.decompile(sample.params, true.vocab, true.max_seq_len, output_values)
     except ProgramError as error:
         print(f"predicted: not a valid program ({error})")
         return 0
     print("predicted program:" + ("  (exactly right)" if predicted == true else ""))
-    for i, line in enumerate(predicted.lines):
+    for i, (line, text) in enumerate(zip(predicted.lines, predicted.source().splitlines())):
         mark = " " if i < len(true.lines) and true.lines[i] == line else "*"
-        print(f"{mark} " + " ".join(f"{field:<13}" for field in line))
+        print(f"{mark} {text}")
     right = sum(a == b for a, b in zip(true.lines, predicted.lines))
     print(f"{right} of {len(true.lines)} true lines predicted exactly (* marks lines that differ)")
     return 0

@@ -5,13 +5,20 @@ to a temporary file that is renamed into place. So a reader never sees half a sh
 final name, and a crash leaves at worst a temporary file that the next run overwrites.
 
 Credentials and endpoints come from the usual places (gcloud/AWS environment, workload identity) or
-from fsspec's own `FSSPEC_<PROTOCOL>_<OPTION>` variables, e.g. `FSSPEC_S3_ENDPOINT_URL`.
+from fsspec's own `FSSPEC_<PROTOCOL>_<OPTION>` variables, e.g. `FSSPEC_S3_ENDPOINT_URL` (the Helm
+chart pins `FSSPEC_GS_TOKEN=google_default`). In pods, the first contact with a remote store is
+retried with backoff (`INVERSE_TRACR_STORE_ATTEMPTS`, set by the chart): pods that start by the
+hundred can find their credentials (the metadata server behind workload identity) or the endpoint
+not ready for a few seconds. Elsewhere, and after one success, errors are not retried here (the
+store clients retry transient HTTP errors themselves): a wrong URL fails at once.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import time
 import uuid
 
 # gcsfs's experimental zonal-bucket support probes every bucket and stalls ~60 s where the probe
@@ -26,15 +33,35 @@ class StoreError(RuntimeError):
     """The store cannot be reached or used; the message says which store and why."""
 
 
+#: Attempts at the first contact with a remote store (default: this variable, else 1), and the first
+#: wait between two of them, doubled after each failure up to MAX_DELAY: 6 attempts wait 31 s in all.
+ATTEMPTS_VARIABLE = "INVERSE_TRACR_STORE_ATTEMPTS"
+FIRST_CONTACT_DELAY = 1.0
+MAX_DELAY = 16.0
+
+_log = logging.getLogger(__name__)
+
+
 class Store:
     """Relative paths under one root URL."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, attempts: int | None = None, delay: float = FIRST_CONTACT_DELAY):
         self.url = str(url).rstrip("/")
+        local = "://" not in self.url or self.url.startswith("file://")
+        if attempts is None:
+            try:
+                attempts = max(1, int(os.environ.get(ATTEMPTS_VARIABLE, "1")))
+            except ValueError:
+                raise StoreError(f"{ATTEMPTS_VARIABLE} must be a whole number, not {os.environ[ATTEMPTS_VARIABLE]!r}") from None
+        self._attempts, self._delay, self._contacted = 1 if local else attempts, delay, False
+        self.fs, self.root = self._call("connect", self._connect)
+        self._contacted = False  # connecting needs no answer from the store (gcsfs and s3fs connect lazily)
+
+    def _connect(self):
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            return fsspec.core.url_to_fs(self.url)
         except (ImportError, ValueError) as error:
-            raise StoreError(f"unsupported store URL {url!r}: {error}") from None
+            raise StoreError(f"unsupported store URL {self.url!r}: {error}") from None
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -44,12 +71,29 @@ class Store:
         return "/".join([self.url, *parts])
 
     def _call(self, what: str, fn, *args):
-        try:
-            return fn(*args)
-        except FileNotFoundError:
-            raise
-        except Exception as error:  # noqa: BLE001 - network/auth errors come in many types
-            raise StoreError(f"cannot {what} in store {self.url}: {type(error).__name__}: {error}") from None
+        """fn(*args); until the store has answered once, a failure is retried with backoff."""
+        attempt = 1
+        while True:
+            try:
+                result = fn(*args)
+                break
+            except StoreError:
+                raise
+            except FileNotFoundError:
+                self._contacted = True  # an answer
+                raise
+            except Exception as error:  # noqa: BLE001 - network/auth errors come in many types
+                if self._contacted or attempt >= self._attempts:
+                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    where = f"to store {self.url}" if what == "connect" else f"in store {self.url}"
+                    raise StoreError(f"cannot {what} {where}{tries}: {type(error).__name__}: {error}") from None
+                wait = min(self._delay * 2 ** (attempt - 1), MAX_DELAY)
+                _log.warning("store %s: cannot %s yet (%s: %s); attempt %d of %d in %.0f s",
+                             self.url, what, type(error).__name__, error, attempt + 1, self._attempts, wait)
+                time.sleep(wait)
+                attempt += 1
+        self._contacted = True
+        return result
 
     def exists(self, *parts: str) -> bool:
         return self._call("look up objects", self.fs.exists, self.path(*parts))
