@@ -48,7 +48,7 @@ def test_inspect_shows_program_lines_layout_and_verification(small_zoo):
     result = run("inspect", str(small_zoo / "small/standard/shard-000001.tar"), "--index", "1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for fragment in ("program = v", "canonical lines:", "residual width", "token_embed/embeddings", "verification (stored): passed", "re-check on 32 fresh inputs: passed"):
+    for fragment in ("program = v", "canonical lines (", "residual width", "token_embed/embeddings", "verification (stored): passed", "re-check on 32 fresh inputs: passed"):
         assert fragment in out
 
 

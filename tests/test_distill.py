@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tracr.compiler import lib
+from tracr.rasp import rasp
 from tracr.transformer.compressed_model import CompressedTransformer
 from tracr.transformer.model import TransformerConfig
 
@@ -24,13 +26,21 @@ from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.recipe import distill, held_out_inputs
 from inverse_tracr.distill.stage import DistillError, check_stored, distill_zoo, student_layout
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 from inverse_tracr.zoo.shards import Reader, finished_shards, read_marker
 from inverse_tracr.zoo.store import Store
 
 from conftest import cli_env
 
-LIB = tracr_lib_programs((0, 1, 2, 3, 4), 5)
+#: Tracr's lib programs at the zoo's vocabulary and length (the students' distillation settings).
+LIB = {
+    name: Program.from_rasp(make(), range(5), 5)
+    for name, make in {
+        "sort_unique": lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens),
+        "hist": lib.make_hist,
+        "reverse": lambda: lib.make_reverse(rasp.tokens),
+        "frac_prevs": lambda: lib.make_frac_prevs(rasp.tokens == 1),
+    }.items()
+}
 SMALL_PROGRAM = Program([("Map", "lt_2", "tokens", "NA", "v1"), ("SequenceMap", "add", "indices", "v1", "v2")], (0, 1, 2, 3, 4), 5)
 
 

@@ -13,7 +13,7 @@ from inverse_tracr.programs import Program
 TRUE = Program((
     ("Map", "lt_3", "tokens", "NA", "v1"),
     ("Select", "EQ", "indices", "indices", "v2"),
-    ("Aggregate", "v2", "v1", "NA", "v3"),
+    ("Aggregate", "NA", "v2", "v1", "v3"),
 ))
 INPUTS = [[0, 1, 2, 3, 4], [4, 4, 1], [2], [3, 0, 4, 1]]
 
@@ -31,17 +31,21 @@ def test_a_perfect_prediction_scores_full_marks():
 
 
 def test_equivalent_but_different_program_is_functional_not_exact():
-    # x < 3 and x <= 2 agree on integer tokens: a different token, the same function
-    other = Program((("Map", "le_2", "tokens", "NA", "v1"), *TRUE.lines[1:]))
+    # Selecting the positions with the same token (instead of the same index) averages equal values
+    # of v1 = f(token): the same function, other weights.
+    other = Program((TRUE.lines[0], ("Select", "EQ", "tokens", "tokens", "v2"), TRUE.lines[2]))
     scored = metrics.score("k", TRUE, _ids(other), INPUTS)
     assert not scored.exact and scored.functional and scored.valid
-    assert scored.hits.count(False) == 1 and scored.accuracy == pytest.approx(15 / 16)
+    assert scored.hits.count(False) == 2 and scored.accuracy == pytest.approx(14 / 16)
     wrong = Program((("Map", "lt_2", "tokens", "NA", "v1"), *TRUE.lines[1:]))
     assert not metrics.score("k", TRUE, _ids(wrong), INPUTS).functional
+    # x < 3 and x <= 2 are one table on integer tokens: one program, an exact match
+    same = Program((("Map", "le_2", "tokens", "NA", "v1"), *TRUE.lines[1:]))
+    assert metrics.score("k", TRUE, _ids(same), INPUTS).exact
 
 
 def test_buckets_token_accuracies_and_truncated_predictions():
-    target = _ids(TRUE)  # 3 lines x 5 + EOS = 16 tokens; Map and Aggregate have one NA each
+    target = _ids(TRUE)  # 3 lines x 5 (op, arg1, arg2, alias or NA, variable) + EOS = 16 tokens; Map and Aggregate have one NA each
     assert len(target) == 16 and target.count(metrics.NA_ID) == 2
     half = target[:8]  # stops early: the rest count as wrong
     scored = [
@@ -59,7 +63,8 @@ def test_buckets_token_accuracies_and_truncated_predictions():
     assert summary["token_accuracy_non_na"] == pytest.approx((14 + non_na_hits_b) / 42)
     assert summary["exact"] == pytest.approx(1 / 3) and summary["valid"] == pytest.approx(1 / 3)
     assert summary["op_confusion"]["Map"] == {"Map": 2, "<pad>": 1}
-    assert summary["op_confusion"]["Aggregate"] == {"Aggregate": 1, "missing": 1, "<pad>": 1}
+    assert summary["op_confusion"]["Aggregate"] == {"Aggregate": 1, "missing": 2}
+    assert summary["by_field"]["fn"] == pytest.approx(4 / 9) and summary["by_field"]["eos"] == pytest.approx(1 / 3)
     assert summary["by_field"]["op"] == pytest.approx(5 / 9)
 
 
@@ -78,7 +83,7 @@ def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path)
     for summary in saved["decodings"].values():
         assert 0 <= summary["token_accuracy"] <= 1 and set(summary["buckets"]) == {f">={b}%" for b in metrics.BUCKETS}
     assert [h["step"] for h in saved["history"]] == [5, 10, 15, 20]
-    assert {r["name"] for r in saved["lib"]} >= {"hist", "length", "sort_unique", "reverse"}
+    assert len(saved["lib"]) == 13 and {r["name"] for r in saved["lib"]} >= {"hist", "length", "shuffle_dyck2", "shift_by"}
     text = (folder / "report.md").read_text()
     assert "## Accuracy buckets" in text and "thesis (15 ops)" in text and "lib" in text
     for name in ("buckets.png", "confusion.png", "learning_curve.png"):

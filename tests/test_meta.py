@@ -15,6 +15,8 @@ import safetensors.torch
 import torch
 
 from conftest import cli_env
+from inverse_tracr.compile.model import Layout
+from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, MetaConfig, MetaModel
@@ -23,6 +25,7 @@ from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy,
 from inverse_tracr.pipeline.run import load_values, plan
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
+from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 from inverse_tracr.zoo import read_samples
 from inverse_tracr.zoo.generate import generate
 from inverse_tracr.zoo.manifest import ZooConfig
@@ -59,22 +62,25 @@ def test_execution_order_puts_query_before_mlp_and_weights_before_biases():
 
 
 def test_program_tokens_round_trip_and_the_grammar_admits_every_true_program():
-    config = SamplerConfig(min_ops=2, max_ops=12)
-    for seed in range(80):
-        program = sample_program(random.Random(seed), config)
+    config = SamplerConfig(min_ops=2, max_ops=12, random_tables=0.3)
+    programs = [sample_program(random.Random(seed), config) for seed in range(80)] + list(tracr_lib_programs().values())
+    for program in programs:
         ids = vocab.encode(program)
-        assert vocab.decode(ids, program.vocab, program.max_seq_len) == program
-        grammar = vocab.Grammar()
+        # table entries are positions in value sets: the model's own labels come back from its layout
+        assert vocab.decode(ids, program.vocab, program.max_seq_len, output_labels(program)) == program
+        grammar = vocab.Grammar(program.vocab, program.max_seq_len)
         for token in ids[1:]:
             assert token in grammar.allowed(), (program.source(), vocab.TOKENS[token])
             grammar.step(token)
         assert grammar.done
+    assert sum(vocab.INDEX[vocab.TABLE] in vocab.encode(p) for p in programs) > 20
 
 
 @pytest.mark.parametrize("tokens, fragment", [
-    ([vocab.BOS, "Map", "lt_3", "tokens", "NA"], "end-of-program"),
-    ([vocab.BOS, "Map", "lt_3", "tokens", vocab.EOS], "whole lines"),
-    ([vocab.BOS, "Aggregate", "v1", "tokens", "NA", "v1", vocab.EOS], "before it is assigned"),
+    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3"], "end-of-program"),
+    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, "Aggregate", "v1", "tokens", "NA", "v1", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, "Map", "tokens", "NA", vocab.TABLE, "#0", "#1", "v1", vocab.EOS], "cannot come here"),  # 5 entries due
 ])
 def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
     with pytest.raises(ProgramError, match=fragment):
@@ -103,7 +109,8 @@ def test_tiny_model_overfits_32_programs(zoo32, overfit):
     exact = 0
     for s in samples[:10]:
         try:
-            exact += model.decompile(s.params) == s.program  # the zoo's vocab and length, from the run
+            # the zoo's vocab and length, from the run; the output's labels from the sample's layout
+            exact += model.decompile(s.params, output_values=Layout.from_json(s.meta["model"]).output_values) == s.program
         except ProgramError:
             pass  # a wrong prediction, like any other
     assert exact >= 8

@@ -1,83 +1,230 @@
-"""Programs: canonical form, ids, JSON and RASP round trips, Tracr lib programs, clear errors."""
+"""Programs: functions as tables, labels the weights determine, any vocabulary; RASP and JSON round trips."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import numpy as np
 import pytest
-from tracr.compiler import lib
+from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
-from inverse_tracr.programs import Program, ProgramError
+from inverse_tracr.compile import forward
+from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.fast_init import fast_init
+from inverse_tracr.compile.model import BOS, PAD, CompiledModel
+from inverse_tracr.programs import Program, ProgramError, values
+from inverse_tracr.programs.from_rasp import lines_from_rasp
+from inverse_tracr.programs.program import canonicalize
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
+from inverse_tracr.programs.tracr_lib import LIB
 
-from inverse_tracr.programs.tracr_lib import FACTORIES as LIB_PROGRAMS
+# --- hand-written programs, as users write them ----------------------------------------------
 
 
-def _inputs(program: Program, n: int = 20, seed: int = 0):
+def _dyck():
+    opens = rasp.numerical(rasp.Map(lambda t: 1 if t == "(" else 0, rasp.tokens))
+    closes = rasp.numerical(rasp.Map(lambda t: 1 if t == ")" else 0, rasp.tokens))
+    prevs = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    balance = rasp.numerical(rasp.LinearSequenceMap(
+        rasp.numerical(rasp.Aggregate(prevs, opens, default=0)),
+        rasp.numerical(rasp.Aggregate(prevs, closes, default=0)), 1, -1))
+    return rasp.Map(lambda b: "open" if b > 0 else ("balanced" if b == 0 else "broken"), balance)
+
+
+def _words():
+    lengths = rasp.Map(len, rasp.tokens)
+    same = rasp.Select(lengths, lengths, rasp.Comparison.EQ)
+    return rasp.SelectorWidth(same)
+
+
+def _shift_detector():
+    previous = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 1), rasp.tokens)
+    return rasp.SequenceMap(lambda x, y: x == y, rasp.tokens, previous)
+
+
+def _running_fraction():
+    big = rasp.numerical(rasp.Map(lambda x: x > 2, rasp.tokens))
+    return rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), big, default=0))
+
+
+def _doubled_fraction():
+    return rasp.numerical(rasp.Map(lambda f: 2 * f, _running_fraction()))
+
+
+HAND_WRITTEN = {  # name -> (program, vocab, max_seq_len)
+    "square_mod": (lambda: rasp.Map(lambda x: x * x % 5, rasp.tokens), (0, 1, 2, 3, 4), 5),
+    "negate": (lambda: rasp.Map(lambda x: -x, rasp.tokens), (0, 1, 2, 3, 4), 5),
+    "clip": (lambda: rasp.Map(lambda x: min(max(x, 1), 3), rasp.Map(lambda x: x * 2, rasp.tokens)), (0, 1, 2, 3), 5),
+    "parity_count": (lambda: rasp.SelectorWidth(rasp.Select(rasp.Map(lambda x: x % 2 == 0, rasp.tokens), rasp.tokens, lambda k, q: k and q > 0)), (0, 1, 2, 3), 5),
+    "identity": (lambda: rasp.Map(lambda x: x, rasp.tokens), ("x", "y"), 4),
+    "dyck": (_dyck, ("(", ")", "a"), 6),
+    "words": (_words, ("the", "cat", "sat", "on", "a", "mat"), 5),
+    "shift_detector": (_shift_detector, ("a", "b", "c"), 5),
+    "running_fraction": (_running_fraction, (1, 2, 3, 4), 5),
+    "doubled_fraction": (_doubled_fraction, (1, 2, 3, 4), 2),
+    "float_vocab": (lambda: rasp.Map(lambda x: x * 2, rasp.tokens), (0.5, 1.5, 2.5), 4),
+    "mixed_vocab": (lambda: rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)), ("a", "b", 1, 2), 4),
+    "string_labels": (lambda: rasp.Map(lambda x: "big" if x > 2 else "small", rasp.tokens), (1, 2, 3, 4), 4),
+    "triples": (lambda: lib.make_nary_sequencemap(lambda a, b, c: a + b - c, rasp.tokens, rasp.tokens, rasp.indices), (0, 1, 2), 4),
+    "numerical_width": (lambda: rasp.numerical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT))), (0, 1, 2), 4),
+    "booleans": (lambda: rasp.SequenceMap(lambda x, y: x and not y, rasp.tokens, lib.shift_by(1, rasp.tokens)), (False, True), 4),
+}
+
+USER_PROGRAMS = {**{f"lib:{n}": (e.make, e.vocab, e.max_seq_len) for n, e in LIB.items()}, **HAND_WRITTEN}
+
+
+def _inputs(vocab, max_seq_len: int, n_random: int = 60, seed: int = 0) -> list[list]:
+    """Every input up to length 3, and random ones of full length."""
     rng = random.Random(seed)
-    return [[rng.choice(program.vocab) for _ in range(rng.randint(1, program.max_seq_len))] for _ in range(n)]
+    short = [list(xs) for length in range(1, min(3, max_seq_len) + 1) for xs in itertools.product(vocab, repeat=length)]
+    return short + [[rng.choice(vocab) for _ in range(max_seq_len)] for _ in range(n_random)]
 
 
-@pytest.mark.parametrize("name", sorted(LIB_PROGRAMS))
-def test_tracr_lib_programs_round_trip_with_identical_outputs(name):
-    sop = LIB_PROGRAMS[name]()
-    program = Program.from_rasp(sop)
-    rebuilt = program.to_rasp()
-    for xs in _inputs(program):
-        assert rasp.evaluate(rebuilt, xs) == rasp.evaluate(sop, xs)
-    assert Program.from_rasp(rebuilt) == program  # RASP -> Program -> RASP -> Program is stable
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) <= 1e-5 + 0.005 * abs(b)
+    return a == b
 
 
-def test_foreign_lambdas_are_recognised_by_their_table():
-    # `lambda x: x < 2` and library `lt_2` agree on every token value, so they are the same line.
-    sop = rasp.Map(lambda x: x < 2, rasp.tokens)
-    assert Program.from_rasp(sop).lines == (("Map", "lt_2", "tokens", "NA", "v1"),)
+def _with_names(sop: rasp.SOp, names: dict[str, str]) -> rasp.SOp:
+    """The user's RASP, every expression renamed (its functions, predicates and labels untouched)."""
+    memo: dict[str, rasp.RASPExpr] = {}
+
+    def go(e):
+        if isinstance(e, (rasp.TokensType, rasp.IndicesType)):
+            return e
+        if e.label not in memo:
+            if isinstance(e, rasp.Map):
+                new = rasp.Map(e.f, go(e.inner), simplify=False)
+            elif isinstance(e, rasp.LinearSequenceMap):
+                new = rasp.LinearSequenceMap(go(e.fst), go(e.snd), e.fst_fac, e.snd_fac)
+            elif isinstance(e, rasp.SequenceMap):
+                new = rasp.SequenceMap(e.f, go(e.fst), go(e.snd))
+            elif isinstance(e, rasp.Select):
+                new = rasp.Select(go(e.keys), go(e.queries), e.predicate)
+            elif isinstance(e, rasp.Aggregate):
+                new = rasp.Aggregate(go(e.selector), go(e.sop), default=e.default)
+            else:
+                new = rasp.SelectorWidth(go(e.selector))
+            memo[e.label] = rasp.annotate(new, **{**e.annotations, "name": names[e.label]})
+        return memo[e.label]
+
+    return go(sop)
 
 
-def test_from_rasp_names_every_unsupported_expression():
-    squares = rasp.Map(lambda x: x * x + 7, rasp.tokens).named("squares")
-    shifted = lib.shift_by(1, rasp.tokens)  # its predicate is a lambda, not a comparison
-    with pytest.raises(ProgramError) as error:
-        Program.from_rasp(rasp.SequenceMap(lambda x, y: x, squares, shifted))
-    message = str(error.value)
-    assert "Map 'squares'" in message and "matches no library function" in message
-    assert "Select" in message and "predicate" in message
+@pytest.mark.parametrize("name", sorted(USER_PROGRAMS))
+def test_user_programs_round_trip_and_compile_to_the_users_weights(name):
+    make, vocab, max_seq_len = USER_PROGRAMS[name]
+    sop = make()
+    program = Program.from_rasp(sop, vocab, max_seq_len)
+    assert Program.from_json(program.to_json()) == program
+    assert Program.from_rasp(program.to_rasp(), vocab, max_seq_len) == program
+    model = compile_program(program)
+    inputs = _inputs(program.vocab, max_seq_len)
+    for xs, compiled in zip(inputs, forward.run(model, inputs)):
+        ours, theirs = program.evaluate(xs), rasp.evaluate(sop, xs)
+        assert all(_same(a, b) for a, b in zip(ours, theirs)), (xs, ours, theirs)
+        assert all(_same(c, b) for c, b in zip(compiled, ours) if b is not None), (xs, compiled, ours)
+
+    # Stock Tracr on the user's own RASP (their lambdas and labels), with the canonical names (the
+    # residual stream is ordered by name), gives exactly our parameters.
+    raw, names = lines_from_rasp(sop, vocab, max_seq_len)
+    canonical = canonicalize(raw, program.vocab, max_seq_len)
+    renamed = _with_names(sop, {label: canonical.names.get(raw_name, raw_name) for label, raw_name in names.items()})
+    with fast_init():
+        theirs = CompiledModel.from_tracr(
+            compiling.compile_rasp_to_model(renamed, set(vocab), max_seq_len, compiler_bos=BOS, compiler_pad=PAD), renamed.label)
+    assert theirs.params.keys() == model.params.keys()
+    for key in model.params:
+        np.testing.assert_array_equal(theirs.params[key], model.params[key], err_msg=key)
 
 
-def test_canonical_form_is_invariant_under_reordering_and_renaming():
-    lines = [
-        ("Map", "lt_3", "tokens", "NA", "a"),
-        ("Map", "add_1", "indices", "NA", "b"),
-        ("Select", "EQ", "indices", "b", "s"),
-        ("Aggregate", "s", "a", "NA", "c"),
-        ("SequenceMap", "max", "c", "b", "out"),
-    ]
-    reordered = [lines[1], lines[0], lines[2], lines[3], lines[4]]
-    renamed = [tuple({"a": "q", "b": "r", "c": "z"}.get(f, f) for f in line) for line in reordered]
-    swapped = renamed[:-1] + [("SequenceMap", "max", "r", "z", "out")]  # max is commutative
-    programs = [Program(tuple(ls)) for ls in (lines, reordered, renamed, swapped)]
-    assert len({p.lines for p in programs}) == 1
-    assert len({p.id for p in programs}) == 1
-    # …but not under swapping the arguments of a non-commutative function.
-    subtract = lines[:-1] + [("SequenceMap", "sub", "c", "b", "out")]
-    subtract_swapped = lines[:-1] + [("SequenceMap", "sub", "b", "c", "out")]
-    assert Program(tuple(subtract)).id != Program(tuple(subtract_swapped)).id
+def test_all_of_tracrs_lib_is_representable():
+    assert len(LIB) == 13
+    for entry in LIB.values():
+        assert entry.program().vocab == values.order(entry.vocab)
 
 
-def test_canonical_form_prunes_dead_lines_and_merges_duplicates():
-    lines = (
-        ("Map", "lt_3", "tokens", "NA", "a"),
-        ("Map", "lt_3", "tokens", "NA", "b"),  # same as a
-        ("Map", "add_1", "tokens", "NA", "dead"),  # not an ancestor of the output
-        ("SequenceMap", "both", "a", "b", "out"),
-    )
-    program = Program(lines)
-    assert program.lines == (("Map", "lt_3", "tokens", "NA", "v1"), ("SequenceMap", "both", "v1", "v1", "v2"))
+# --- equal weights, one program ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first, second, vocab",
+    [
+        (lambda x: x != 1, lambda x: x == 0, (0, 1)),  # ne_1 / eq_0 on {0, 1}
+        (lambda x: x > 3, lambda x: x == 4, (0, 1, 2, 3, 4)),  # gt_3 / eq_4 on {0..4}
+        (lambda x: x >= 1, lambda x: x != 0, (0, 1, 2)),  # ge_1 / ne_0
+        (lambda x: x + 1, lambda x: x + 10, (0, 1, 2)),  # an intermediate's labels are not in the weights
+    ],
+)
+def test_functions_equal_on_their_inputs_are_one_program(first, second, vocab):
+    def program(f):
+        x = rasp.Map(f, rasp.tokens)
+        return rasp.SelectorWidth(rasp.Select(x, x, rasp.Comparison.LEQ))
+
+    a, b = Program.from_rasp(program(first), vocab), Program.from_rasp(program(second), vocab)
+    assert a == b and a.id == b.id and a.lines == b.lines
+
+
+def test_and_mul_on_booleans_are_one_program():
+    booleans = rasp.Map(lambda x: x > 1, rasp.tokens)
+    and_2 = rasp.Map(lambda x: x and 2, booleans)
+    mul_2 = rasp.Map(lambda x: x * 2, booleans)
+    out = lambda m: rasp.SelectorWidth(rasp.Select(m, m, rasp.Comparison.EQ))  # noqa: E731
+    assert Program.from_rasp(out(and_2)) == Program.from_rasp(out(mul_2))
+
+
+def test_relabelled_intermediates_compile_to_identical_weights():
+    # DESIGN §9: x = tokens + 1 and x = tokens + 10, with downstream tables shifted to match.
+    def program(offset):
+        x = rasp.Map(lambda t: t + offset, rasp.tokens)
+        width = rasp.SelectorWidth(rasp.Select(x, rasp.indices, lambda k, q: k == q + offset + 1))
+        return rasp.SequenceMap(lambda w, v: w + v - offset, width, x)
+
+    a, b = Program.from_rasp(program(1)), Program.from_rasp(program(10))
+    assert a == b
+    # …and the labels that the interface fixes are kept: the output's.
+    assert a.types[a.output].values == tuple(range(0, 10))
+    assert a.ranked == {"v1"}
+
+
+def test_a_sequence_map_of_one_variable_is_its_diagonal_and_image():
+    # Tracr compiles SequenceMap(f, x, x) as the Map x -> f(x, x), into a block sized by f's image
+    # over all pairs: only the diagonal and that image are in the weights.
+    x = rasp.Map(lambda t: t % 3, rasp.tokens)
+    plus = Program.from_rasp(rasp.SequenceMap(lambda a, b: a + b, x, x))
+    twice_or_sum = Program.from_rasp(rasp.SequenceMap(lambda a, b: 2 * a if a == b else a + b, x, x))
+    assert plus == twice_or_sum and plus.lines[-1].op == "SequenceMap"
+    doubled = Program.from_rasp(rasp.Map(lambda a: 2 * a, x))  # image {0, 2, 4}, not {0 … 4}
+    assert doubled != plus and len(plus.types[plus.output].values) == 5
+
+
+def test_predicates_that_select_the_same_pairs_are_one_selector():
+    def width(predicate):
+        return rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.indices, predicate))
+
+    # on tokens {5, 6} and indices {0..3}, keys are always greater than queries
+    lt, true = Program.from_rasp(width(rasp.Comparison.GT), (5, 6), 4), Program.from_rasp(width(rasp.Comparison.TRUE), (5, 6), 4)
+    lam = Program.from_rasp(width(lambda k, q: k > 4), (5, 6), 4)
+    assert lt == true == lam
+    assert lt.aliases[0] == "GT"  # the first comparison with this table (in rasp.Comparison's order)
+
+
+def test_equal_library_names_give_equal_ids_in_every_construction_path():
+    lines_a = [("Map", "ne_1", "tokens", "NA", "a"), ("Select", "EQ", "a", "tokens", "s"), ("SelectorWidth", "NA", "s", "NA", "o")]
+    lines_b = [("Map", "eq_0", "tokens", "NA", "a"), ("Select", "EQ", "a", "tokens", "s"), ("SelectorWidth", "NA", "s", "NA", "o")]
+    a, b = Program(lines_a, (0, 1)), Program(lines_b, (0, 1))
+    assert a == b
+    assert Program.from_json(a.to_json()) == b
+    assert Program.from_rasp(b.to_rasp(), (0, 1)) == a
 
 
 def test_sampled_programs_survive_json_and_rasp_round_trips():
-    config = SamplerConfig(min_ops=3, max_ops=10)
+    config = SamplerConfig(min_ops=3, max_ops=10, random_tables=0.3)
     for seed in range(60):
         program = sample_program(random.Random(seed), config)
         assert Program.from_json(program.to_json()) == program
@@ -86,17 +233,99 @@ def test_sampled_programs_survive_json_and_rasp_round_trips():
         assert text.count("\n") == len(program.lines) and text.endswith(f"program = {program.output}")
 
 
+def test_canonical_form_is_invariant_under_reordering_and_renaming():
+    lines = [
+        ("Map", "lt_3", "tokens", "NA", "a"),
+        ("Map", "add_1", "indices", "NA", "b"),
+        ("Select", "EQ", "indices", "b", "s"),
+        ("Aggregate", "NA", "s", "a", "c"),
+        ("SequenceMap", "max", "c", "b", "out"),
+    ]
+    reordered = [lines[1], lines[0], lines[2], lines[3], lines[4]]
+    renamed = [tuple({"a": "q", "b": "r", "c": "z"}.get(f, f) for f in line) for line in reordered]
+    programs = [Program(tuple(ls)) for ls in (lines, reordered, renamed)]
+    assert len({p.id for p in programs}) == 1 and len({p.lines for p in programs}) == 1
+    # Operand order is what the weights hold: swapped operands are another program, even for max.
+    swapped = lines[:-1] + [("SequenceMap", "max", "b", "c", "out")]
+    assert Program(tuple(swapped)).id != programs[0].id
+
+
+def test_canonical_form_prunes_dead_lines_and_merges_duplicates():
+    lines = (
+        ("Map", "lt_3", "tokens", "NA", "a"),
+        ("Map", "lt_3", "tokens", "NA", "b"),  # same as a
+        ("Map", "add_1", "tokens", "NA", "dead"),  # not an ancestor of the output
+        ("SequenceMap", "both", "a", "b", "out"),  # after merging, a SequenceMap of one variable: a Map
+    )
+    program = Program(lines)
+    assert [(line.op, line.operands) for line in program.lines] == [("Map", ("tokens",)), ("SequenceMap", ("v1", "v1"))]
+    # both(v, v) is v; False (rank 0) and True (rank 1) are the image, so the table is the diagonal
+    # with the image's extra values (none) first off the diagonal, each row's diagonal elsewhere
+    assert program.lines[1].fn == (False, False, True, True)
+
+
+# --- any vocabulary, exact types ----------------------------------------------------------------
+
+
+def test_json_keeps_value_types_exactly():
+    vocab = (1, "1", 2.5, (0, "a"), True)
+    program = Program([("Select", "TRUE", "tokens", "tokens", "s"), ("SelectorWidth", "NA", "s", "NA", "w")], vocab, 3)
+    back = Program.from_json(program.to_json())
+    assert [type(v) for v in back.vocab] == [type(v) for v in program.vocab]
+    assert back.vocab == program.vocab and "1" in back.vocab and (0, "a") in back.vocab
+    ints = Program([("Map", [0, 1, 1], "tokens", "NA", "m")], (0, 1, 2), 3)
+    floats = Program([("Map", [0.0, 1.0, 1.0], "tokens", "NA", "m")], (0, 1, 2), 3)
+    assert ints.id != floats.id  # an output labelled 1 is not one labelled 1.0
+
+
+def test_value_order_is_tracrs():
+    assert values.order([3, "b", 1.5, "(", True]) == ("(", True, 1.5, 3, "b")
+    assert values.order([(1, 2), (0, 5), (1, 0)]) == ((0, 5), (1, 0), (1, 2))
+    model = compile_program(Program.from_rasp(rasp.Map(lambda x: x, rasp.tokens), ("b", 2, "a", 1), 3))
+    assert model.layout.input_tokens[:4] == values.order(("b", 2, "a", 1)) == (1, 2, "a", "b")
+
+
+@pytest.mark.parametrize(
+    "make, vocab, fragment",
+    [
+        (lambda: rasp.Map(lambda x: x, rasp.tokens), (0, None), "None is not a value"),
+        (lambda: rasp.Map(lambda x: [x], rasp.tokens), (0, 1), "type list is not supported"),
+        (lambda: rasp.Map(lambda x: x + 1, rasp.tokens), (0, "a"), "raises TypeError"),
+        (lambda: rasp.Select(rasp.numerical(rasp.Map(lambda x: x / 2, rasp.tokens)), rasp.tokens, rasp.Comparison.EQ), (0, 1), "categorical keys and queries"),
+        (lambda: rasp.Map(lambda x: x, rasp.tokens), (0, float("nan")), "not a finite number"),
+    ],
+)
+def test_bad_values_get_one_clear_error(make, vocab, fragment):
+    sop = make()
+    if isinstance(sop, rasp.Select):
+        sop = rasp.SelectorWidth(sop)
+    with pytest.raises(ProgramError, match=fragment):
+        Program.from_rasp(sop, vocab, 3)
+
+
+def test_from_rasp_names_every_expression_tracr_cannot_compile():
+    full = rasp.Full(1).named("ones")
+    both = rasp.Aggregate(rasp.selector_and(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
+                                            rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)), rasp.tokens).named("both")
+    with pytest.raises(ProgramError) as error:
+        Program.from_rasp(rasp.SequenceMap(lambda x, y: x, full, both))
+    message = str(error.value)
+    assert "Full 'ones'" in message and "SelectorAnd" in message
+
+
 @pytest.mark.parametrize(
     "data, fragment",
     [
         ([1, 2], "JSON object"),
         ({"lines": []}, "lacks max_seq_len, vocab"),
-        ({"lines": [["Map", "lt_3", "tokens", "NA"]], "vocab": [0, 1], "max_seq_len": 3}, "5 string fields"),
+        ({"lines": [["Map", "lt_3", "tokens", "NA"]], "vocab": [0, 1], "max_seq_len": 3}, "5 fields"),
         ({"lines": [["Frobnicate", "x", "tokens", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3}, "unknown operation"),
         ({"lines": [["Map", "lt_99x", "tokens", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3}, "unknown Map function"),
+        ({"lines": [["Map", [0, 1, 1], "tokens", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3}, "table has 3 entries"),
         ({"lines": [["Map", "lt_1", "v9", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3}, "used before it is assigned"),
         ({"lines": [["Select", "EQ", "tokens", "tokens", "v1"]], "vocab": [0, 1], "max_seq_len": 3}, "not a selector"),
-        ({"lines": [["Map", "lt_1", "tokens", "NA", "v1"]], "vocab": ["a"], "max_seq_len": 3}, "integers"),
+        ({"lines": [["Map", "lt_1", "tokens", "NA", "v1"]], "vocab": [[0]], "max_seq_len": 3}, "cannot be a list"),
+        ({"lines": [["Map", "lt_1", "tokens", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3, "format": "inverse-tracr/program/1"}, "regenerate"),
         ({"lines": [["Map", "lt_1", "tokens", "NA", "v1"]], "vocab": [0, 1], "max_seq_len": 3, "id": "0" * 16}, "does not match"),
     ],
 )

@@ -45,7 +45,7 @@ def test_the_cli_reads_and_writes_gs_with_user_configuration(gcs_bucket):
     assert "wrote 1 shard(s)" in generated.stdout and "programs/s" in generated.stdout
     shown = run("inspect", f"{url}/z/standard/shard-000000.tar", "--index", "2")
     assert shown.returncode == 0, shown.stderr
-    assert "canonical lines:" in shown.stdout and "re-check on 32 fresh inputs: passed" in shown.stdout
+    assert "canonical lines (" in shown.stdout and "re-check on 32 fresh inputs: passed" in shown.stdout
 
 
 def test_an_unreachable_store_is_one_clear_line(tmp_path):

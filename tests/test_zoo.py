@@ -11,13 +11,16 @@ import shutil
 import numpy as np
 import pytest
 import webdataset as wds
-from tracr.compiler import compiling
+from tracr.compiler import compiling, lib
+from tracr.rasp import rasp
 from webdataset import tariterators
 
 from conftest import SMALL
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import BOS, PAD, CompiledModel, Layout
-from inverse_tracr.programs import Program
+from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.verify import check_inputs, make_inputs, verify
+from inverse_tracr.programs import Program, library, values
 from inverse_tracr.zoo import Reader, read_samples, split_of
 from inverse_tracr.zoo.generate import generate
 from inverse_tracr.zoo.manifest import ZooConfig, ZooConfigError
@@ -48,7 +51,9 @@ def test_every_stored_sample_is_what_stock_tracr_compiles_and_computes_its_progr
             want = program.evaluate(xs)
             same = (lambda g, w: math.isclose(g, w, rel_tol=0.005, abs_tol=1e-5)) if model.layout.output_values is None else (lambda g, w: g == w)
             assert all(w is None or same(g, w) for g, w in zip(got, want)), (program.source(), xs, got, want)
-        assert sample.meta["verification"]["passed"] and sample.meta["verification"]["inputs"] == 32
+        # every one of the 3,905 inputs of vocabulary 5 and length 5 was checked
+        assert sample.meta["verification"]["passed"] and sample.meta["verification"]["inputs"] == 3905
+        assert sample.meta["verification"]["exhaustive"] and sample.meta["format"] == "inverse-tracr/sample/2"
 
 
 def test_markers_record_counts_hashes_and_stats(small_zoo):
@@ -78,11 +83,68 @@ def test_a_changed_config_is_refused(small_zoo):
         generate(str(small_zoo), "small", ZooConfig(shard_size=6, min_ops=3, max_ops=7, seed=7), programs=12, progress=False)
 
 
+def test_a_zoo_of_an_older_format_is_refused_with_how_to_regenerate(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old/zoo.json").write_text(json.dumps({"format": "inverse-tracr/zoo/1", "config": {}}))
+    with pytest.raises(ZooConfigError, match="format 'inverse-tracr/zoo/1'.*generate it again"):
+        generate(str(tmp_path), "old", SMALL, programs=6, progress=False)
+
+
+def test_a_model_wrong_on_one_input_in_thousands_is_caught():
+    # True at the last position of exactly one input of the 3,905: [4, 4, 4, 4, 4].
+    program = Program.from_rasp(lib.detect_pattern(rasp.tokens, [4] * 5), range(5), 5)
+    model = compile_program(program)
+    inputs = check_inputs(program)
+    assert len(inputs) == 3905
+    wrong = [[False if v is True else v for v in program.evaluate(xs)] for xs in inputs]  # a model that never fires
+    caught = verify(model, inputs, wrong, exhaustive=True)
+    assert caught.mismatches == 1 and not caught.passed
+    assert verify(model, inputs, [program.evaluate(xs) for xs in inputs]).passed
+    # 32 random inputs, the old check, almost surely miss it
+    sample = make_inputs(program, 32)
+    assert verify(model, sample, [[False if v is True else v for v in program.evaluate(xs)] for xs in sample]).passed
+
+
+def test_equal_weights_have_one_label_on_a_zoo_of_500(tmp_path):
+    """No two samples with identical parameters have different ids, and no line's table could be
+    named by another library function giving another id."""
+    config = ZooConfig(shard_size=125, min_ops=4, max_ops=8, seed=31)
+    generate(str(tmp_path), "labels", config, programs=500, workers=2, progress=False)
+    samples = list(Reader(shard_urls(Store(str(tmp_path)), "labels"), unique=False))  # a program may recur across shards
+    assert len(samples) == 500
+    by_weights: dict[str, set[str]] = {}
+    for sample in samples:
+        digest = hashlib.sha256()
+        for name in sorted(sample.params):
+            digest.update(name.encode() + sample.params[name].tobytes() + str(sample.params[name].shape).encode())
+        by_weights.setdefault(digest.hexdigest(), set()).add(sample.key)
+    assert all(len(ids) == 1 for ids in by_weights.values())
+    assert len(by_weights) == len({s.key for s in samples}) > 490  # and distinct ids have distinct weights
+    swapped = 0
+    for sample in samples[:150]:
+        program = sample.program
+        for number, line in enumerate(program.lines):
+            if line.op not in ("Map", "SequenceMap", "Select"):
+                continue
+            relabelled = line.ret in program.ranked
+            for name in library.names(line.op):
+                try:
+                    table = library.named_table(line.op, name, program.operand_types(line))
+                    if library.signature(line.op, table, relabelled) != library.signature(line.op, line.fn, relabelled):
+                        continue
+                except values.OperandError:
+                    continue
+                renamed = Program([*program.lines[:number], line._replace(fn=table), *program.lines[number + 1:]], program.vocab, program.max_seq_len)
+                assert renamed.id == program.id
+                swapped += 1
+    assert swapped > 100
+
+
 def test_splits_follow_the_program_id():
     ids = [f"{i:016x}" for i in range(2000)]
     shares = {name: sum(split_of(i) == name for i in ids) / len(ids) for name in ("train", "val", "test")}
     assert 0.87 < shares["train"] < 0.93 and 0.03 < shares["val"] < 0.07 and 0.03 < shares["test"] < 0.07
-    assert all(split_of(i) == split_of(i) for i in ids[:50])
+    assert [split_of(i) for i in ids[:8]] == [split_of(i) for i in ids[:8]] and len({split_of(i) for i in ids}) == 3
 
 
 def test_reader_filters_by_split_and_deduplicates(small_zoo):

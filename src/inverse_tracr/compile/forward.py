@@ -15,23 +15,38 @@ from inverse_tracr.compile.model import BOS, READOUT, CompiledModel
 
 
 def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
-    """Final residual stream [B, T, D] for token ids [B, T] (BOS first)."""
+    """Final residual stream [B, T, D] for token ids [B, T] (BOS first).
+
+    Heads and hidden units whose output weights are all zero add exactly nothing, and Tracr pads
+    every layer to the widest one with them, so they are skipped (half the work on zoo models)."""
     p, layout = model.params, model.layout
     _, length = ids.shape
     x = p["token_embed/embeddings"][ids] + p["pos_embed/embeddings"][np.arange(length)]  # [B, T, D]
     heads, key_size = layout.num_heads, layout.key_size
     for layer in range(layout.num_layers):
-        attn = f"transformer/layer_{layer}/attn"
-        q, k, v = (_linear(p, f"{attn}/{name}", x).reshape(*x.shape[:2], heads, key_size) for name in ("query", "key", "value"))  # [B, T, H, K]
-        logits = np.einsum("bthd,bThd->bhtT", q, k) / np.sqrt(key_size).astype(np.float32)  # [B, H, T, T]
-        logits -= logits.max(axis=-1, keepdims=True)
-        weights = np.exp(logits)
-        weights /= weights.sum(axis=-1, keepdims=True)
-        mixed = np.einsum("bhtT,bThd->bthd", weights, v).reshape(*x.shape[:2], heads * key_size)
-        x = x + _linear(p, f"{attn}/linear", mixed)
-        hidden = np.maximum(_linear(p, f"transformer/layer_{layer}/mlp/linear_1", x), 0)  # [B, T, M]
-        x = x + _linear(p, f"transformer/layer_{layer}/mlp/linear_2", hidden)
+        attn, mlp = f"transformer/layer_{layer}/attn", f"transformer/layer_{layer}/mlp"
+        out_w = p[f"{attn}/linear/w"].reshape(heads, key_size, -1)  # [H, K, D]
+        used = np.flatnonzero(np.any(out_w != 0, axis=(1, 2)))
+        if len(used):
+            q, k, v = (_heads(p, f"{attn}/{name}", x, heads, key_size)[:, :, used] for name in ("query", "key", "value"))  # [B, T, H', K]
+            logits = np.einsum("bthd,bThd->bhtT", q, k) / np.sqrt(key_size).astype(np.float32)  # [B, H', T, T]
+            logits -= logits.max(axis=-1, keepdims=True)
+            weights = np.exp(logits)
+            weights /= weights.sum(axis=-1, keepdims=True)
+            mixed = np.einsum("bhtT,bThd->bthd", weights, v).reshape(*x.shape[:2], len(used) * key_size)
+            x = x + mixed @ out_w[used].reshape(len(used) * key_size, -1)
+        x = x + p[f"{attn}/linear/b"]
+        w2 = p[f"{mlp}/linear_2/w"]
+        units = np.flatnonzero(np.any(w2 != 0, axis=1))
+        if len(units):
+            hidden = np.maximum(x @ p[f"{mlp}/linear_1/w"][:, units] + p[f"{mlp}/linear_1/b"][units], 0)  # [B, T, M']
+            x = x + hidden @ w2[units]
+        x = x + p[f"{mlp}/linear_2/b"]
     return x
+
+
+def _heads(params: dict[str, np.ndarray], name: str, x: np.ndarray, heads: int, key_size: int) -> np.ndarray:
+    return _linear(params, name, x).reshape(*x.shape[:2], heads, key_size)
 
 
 def _linear(params: dict[str, np.ndarray], name: str, x: np.ndarray) -> np.ndarray:
@@ -39,22 +54,35 @@ def _linear(params: dict[str, np.ndarray], name: str, x: np.ndarray) -> np.ndarr
     return x @ params[f"{name}/w"] + params[f"{name}/b"]
 
 
+def output_array(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
+    """Decoded outputs [B, T] for token ids [B, T+1] (BOS first; BOS position dropped): positions
+    in the layout's output values (categorical), or numbers."""
+    residual = residual_output(model, ids)[:, 1:]  # [B, T, D]
+    layout = model.layout
+    out = residual @ model.params[READOUT] if layout.readout else residual[..., list(layout.output_dims)]  # [B, T, O]
+    return out[..., 0] if layout.output_values is None else out.argmax(axis=-1)
+
+
+def token_ids(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> np.ndarray:
+    """Embedding rows [B, T+1] of inputs of one length, BOS first."""
+    encode = {token: i for i, token in enumerate(model.layout.input_tokens)}
+    tokens = np.array([encode[t] for xs in inputs for t in xs], np.int64).reshape(len(inputs), -1)
+    return np.concatenate([np.full((len(inputs), 1), encode[BOS]), tokens], axis=1)
+
+
 def run(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """Decoded outputs (BOS position dropped) for each input sequence, as Tracr decodes them."""
     layout = model.layout
-    encode = {token: i for i, token in enumerate(layout.input_tokens)}
     outputs: list[list[Any] | None] = [None] * len(inputs)
     by_length: dict[int, list[int]] = {}
     for i, xs in enumerate(inputs):
         by_length.setdefault(len(xs), []).append(i)
     for indices in by_length.values():
-        ids = np.array([[encode[BOS]] + [encode[t] for t in inputs[i]] for i in indices])
-        residual = residual_output(model, ids)[:, 1:]  # [B, T, D]
-        out = residual @ model.params[READOUT] if layout.readout else residual[..., list(layout.output_dims)]  # [B, T, O]
+        out = output_array(model, token_ids(model, [inputs[i] for i in indices]))
         if layout.output_values is None:
-            decoded = out[..., 0].tolist()
+            decoded = out.tolist()
         else:
-            decoded = [[layout.output_values[j] for j in row] for row in out.argmax(axis=-1)]
+            decoded = [[layout.output_values[j] for j in row] for row in out.tolist()]
         for i, row in zip(indices, decoded):
             outputs[i] = row
     return outputs  # type: ignore[return-value]

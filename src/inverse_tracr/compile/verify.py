@@ -1,4 +1,4 @@
-"""Correct labels: screen programs on random inputs, then check compiled outputs against RASP.
+"""Correct labels: screen programs, then check compiled outputs against RASP — on every input if we can.
 
 Screening (before compiling) rejects programs whose outputs carry no information, and those Tracr
 is known to compile wrongly: a categorical Aggregate whose selector picks several *different*
@@ -6,26 +6,40 @@ values (the compiled attention averages one-hot vectors; `rasp.evaluate` average
 Verification (after compiling) is the real gate: the compiled model's decoded outputs must equal
 `rasp.evaluate` at every position where the program defines a value (Tracr's own convention:
 positions where RASP gives None are not compared). Numerical outputs use Tracr's tolerance.
+
+Inputs: *every* sequence when there are at most `EXHAUSTIVE_LIMIT` of them (3,905 for vocabulary
+5 and length 5), so a model that is wrong on one input among thousands is caught; otherwise a
+random sample with a quarter at full length. Programs are evaluated in NumPy (`programs.batch`),
+which makes the exhaustive check cost about what one compilation does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 from typing import Any, Sequence
 
-from tracr.rasp import rasp
+import numpy as np
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel
 from inverse_tracr.programs import Program
+from inverse_tracr.programs.batch import Group, decode, evaluate_groups
 
 RTOL, ATOL = 0.005, 1e-5
 MAX_NONE_FRACTION = 0.5
+#: Input spaces up to this many sequences are checked exhaustively.
+EXHAUSTIVE_LIMIT = 5000
 
 
-def make_inputs(program: Program, n: int = 32, seed: int = 0) -> list[list[int]]:
+def input_space(vocab: Sequence[Any], max_seq_len: int) -> int:
+    """How many input sequences there are (lengths 1 … max_seq_len)."""
+    return sum(len(vocab) ** length for length in range(1, max_seq_len + 1))
+
+
+def make_inputs(program: Program, n: int = 32, seed: int = 0) -> list[list[Any]]:
     """`n` random inputs, a quarter (at least one) of maximum length; a function of program and seed."""
     rng = random.Random(f"{program.id}:{seed}")
     n_max = max(1, n // 4)
@@ -33,40 +47,73 @@ def make_inputs(program: Program, n: int = 32, seed: int = 0) -> list[list[int]]
     return [[rng.choice(program.vocab) for _ in range(length)] for length in lengths]
 
 
-class _Screening(rasp.DefaultRASPEvaluator):
-    """rasp.evaluate that also notes categorical Aggregates over several different values."""
+def check_inputs(program: Program, n: int = 1024, seed: int = 0) -> list[list[Any]]:
+    """Every input if there are at most EXHAUSTIVE_LIMIT, else `make_inputs(program, n, seed)`."""
+    if input_space(program.vocab, program.max_seq_len) > EXHAUSTIVE_LIMIT:
+        return make_inputs(program, n, seed)
+    return [list(xs) for length in range(1, program.max_seq_len + 1) for xs in itertools.product(program.vocab, repeat=length)]
 
-    def __init__(self):
-        super().__init__()
-        self.averaged = False
 
-    def eval_aggregate(self, sop, xs):
-        if rasp.is_categorical(sop):
-            selector, values = self.evaluate(sop.selector, xs), self.evaluate(sop.sop, xs)
-            for row in selector:
-                if len({v for s, v in zip(row, values) if s}) > 1:
-                    self.averaged = True
-        return super().eval_aggregate(sop, xs)
+def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[Group] | None, str | None]:
+    """(the program's outputs on the inputs, None), or (None, reason) when it is not worth compiling."""
+    try:
+        groups = evaluate_groups(program, inputs)
+    except (ValueError, TypeError, ArithmeticError):
+        return None, "evaluation_error"
+    for group in groups:
+        if group.irregular.any():  # an Aggregate averaged several values: Tracr's attention cannot
+            try:
+                program.evaluate(inputs[group.rows[int(group.irregular.argmax())]])
+            except (ValueError, TypeError, ArithmeticError):
+                return None, "evaluation_error"
+            return None, "aggregate_not_unique"
+    output = program.types[program.output]
+    defined = [_defined(g.output) for g in groups]
+    if sum(d.sum() for d in defined) < (1 - MAX_NONE_FRACTION) * sum(d.size for d in defined):
+        return None, "mostly_none"
+    if len(np.unique(np.concatenate([g.output[d] for g, d in zip(groups, defined)]))) < 2:
+        return None, "constant_output"
+    if output.categorical and all(d.all() for d in defined):
+        as_token = np.array([program.types["tokens"].index().get(v, -1) for v in output.values])
+        if all((as_token[g.output] == g.tokens).all() for g in groups):
+            return None, "identity"
+    return groups, None
 
 
 def expected_outputs(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[list[Any]] | None, str | None]:
     """(RASP outputs, None), or (None, reason) when the program is not worth compiling."""
-    evaluator, sop = _Screening(), program.to_rasp()
-    try:
-        outputs = [evaluator.evaluate(sop, list(xs)) for xs in inputs]
-    except (ValueError, TypeError, ArithmeticError):
-        return None, "evaluation_error"
-    if evaluator.averaged:
-        return None, "aggregate_not_unique"
-    flat = [v for out in outputs for v in out]
-    defined = [v for v in flat if v is not None]
-    if len(defined) < (1 - MAX_NONE_FRACTION) * len(flat):
-        return None, "mostly_none"
-    if len(set(defined)) < 2:
-        return None, "constant_output"
-    if all(out == list(xs) for out, xs in zip(outputs, inputs)):
-        return None, "identity"
+    groups, reason = screen(program, inputs)
+    if groups is None:
+        return None, reason
+    outputs: list[list[Any]] = [[] for _ in inputs]
+    for group in groups:
+        for i, row in zip(group.rows, decode(group.output, program.types[program.output])):
+            outputs[i] = row
     return outputs, None
+
+
+def verify_groups(model: CompiledModel, program: Program, inputs: Sequence[Sequence[Any]], groups: list[Group],
+                  exhaustive: bool = False) -> Verification:
+    """`verify` on `screen`'s arrays, without a value leaving NumPy (the zoo's fast path)."""
+    output = program.types[program.output]
+    positions = mismatches = 0
+    if output.categorical:
+        layout_index = {v: i for i, v in enumerate(model.layout.output_values or ())}
+        as_layout = np.array([layout_index.get(v, -1) for v in output.values])
+    for group in groups:
+        got = forward.output_array(model, forward.token_ids(model, [inputs[i] for i in group.rows]))
+        defined = _defined(group.output)
+        if output.categorical:
+            wrong = as_layout[np.maximum(group.output, 0)] != got
+        else:
+            wrong = ~np.isclose(got, group.output, rtol=RTOL, atol=ATOL)
+        positions += int(defined.sum())
+        mismatches += int((wrong & defined).sum())
+    return Verification(len(inputs), positions, mismatches, exhaustive)
+
+
+def _defined(output: np.ndarray) -> np.ndarray:
+    return ~np.isnan(output) if output.dtype.kind == "f" else output >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +123,7 @@ class Verification:
     inputs: int
     positions: int  # positions compared (RASP output not None)
     mismatches: int
+    exhaustive: bool = False  # every input sequence was checked
 
     @property
     def passed(self) -> bool:
@@ -85,7 +133,7 @@ class Verification:
         return {**dataclasses.asdict(self), "passed": self.passed}
 
 
-def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequence[Sequence[Any]]) -> Verification:
+def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequence[Sequence[Any]], exhaustive: bool = False) -> Verification:
     """Compare the compiled model's decoded outputs with the expected ones."""
     numerical = model.layout.output_values is None
     positions = mismatches = 0
@@ -96,4 +144,4 @@ def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequ
             positions += 1
             same = math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL) if numerical else got == want
             mismatches += not same
-    return Verification(len(inputs), positions, mismatches)
+    return Verification(len(inputs), positions, mismatches, exhaustive)

@@ -34,7 +34,6 @@ from inverse_tracr.zoo.shards import Reader, finished_shards, part_of, shard_nam
 from inverse_tracr.zoo.store import Store
 
 JOB = "inverse_tracr.distill.stage:distill_sample"
-SAMPLE_FORMAT = "inverse-tracr/sample/1"
 CONFIG_FILE = "distill.json"
 #: Distilling one model takes seconds; only a hung worker gets near this.
 TIMEOUT = AdaptiveTimeout(floor=900.0)
@@ -79,7 +78,7 @@ def distill_sample(payload: dict[str, Any]) -> dict[str, Any]:
         return {"reason": "stored_model_disagrees", "seconds": time.perf_counter() - started}
     figures = {k: v for k, v in result.figures.items() if k != "seconds"}
     meta = {
-        "format": SAMPLE_FORMAT,
+        "format": sample_format.SAMPLE_FORMAT,
         "kind": config.kind,
         "program_id": program.id,
         "teacher_id": payload["teacher_id"],

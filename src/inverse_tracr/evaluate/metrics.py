@@ -2,18 +2,21 @@
 
 Definitions (the report and README use these words exactly):
 
-- A program's *target tokens* are its canonical lines, five fields each (op, arg1, arg2, arg3,
-  ret), then EOS; BOS and padding never count. Predictions are compared position by position with
-  the target; a prediction that ends early is wrong at every missing position.
+- A program's *target tokens* are its canonical lines in the target layout (`meta.vocab`: op,
+  two arguments, the function — an alias or a table's entries — and the variable), then EOS; BOS
+  and padding never count. Predictions are compared position by position with the target; a
+  prediction that ends early is wrong at every missing position.
 - *Token accuracy (all fields)*: right target tokens / all target tokens.
 - *Token accuracy (non-NA fields)*: the same over positions whose target is not NA (NA padding is
   easy to predict and inflates the first figure).
 - *Program buckets*: the share of programs whose own all-fields accuracy is ≥ 50, 60, 70, 80, 90
   and 100 % (the thesis's table).
-- *Exact match*: the prediction decodes to a Program equal to the true one (canonical form).
-- *Functional equivalence*: the prediction decodes to a Program whose `rasp.evaluate` outputs equal
-  the true program's on every position of random inputs (None must match None; numbers within
-  Tracr's tolerance). An exact match is always functionally equivalent; not conversely.
+- *Exact match*: the prediction decodes (with the model's vocabulary and output labels) to a
+  Program equal to the true one: the same canonical program, the same id.
+- *Functional equivalence*: the prediction's outputs equal the true program's on every input up to
+  the model's length (a random sample where there are more than 5,000 such inputs), None matching
+  None, numbers within Tracr's tolerance. An exact match is always functionally equivalent; not
+  conversely.
 """
 
 from __future__ import annotations
@@ -24,14 +27,21 @@ from typing import Any, Sequence
 
 from inverse_tracr.meta import vocab
 from inverse_tracr.programs import Program, ProgramError
+from inverse_tracr.programs.batch import evaluate_many
 
 BUCKETS = (50, 60, 70, 80, 90, 100)
-NA_ID = vocab.INDEX["NA"]
+NA_ID = vocab.NA_ID
 
 
 def targets(program: Program) -> list[int]:
     """Target tokens: the encoding without BOS."""
     return vocab.encode(program)[1:]
+
+
+def output_labels(program: Program) -> tuple | None:
+    """The output's labels as a model's layout gives them (None for a numerical output)."""
+    output = program.types[program.output]
+    return output.values if output.categorical else None
 
 
 def token_hits(target: Sequence[int], predicted: Sequence[int]) -> list[bool]:
@@ -50,11 +60,21 @@ def same_outputs(a: Sequence[Any], b: Sequence[Any], rel: float = 0.005, abs_: f
     return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
 
-def functionally_equivalent(true: Program, predicted: Program, inputs: Sequence[Sequence[int]]) -> bool:
+def functionally_equivalent(true: Program, predicted: Program, inputs: Sequence[Sequence[Any]]) -> bool:
     try:
-        return all(same_outputs(true.evaluate(xs), predicted.evaluate(xs)) for xs in inputs)
+        want, got = evaluate_many(true, inputs), evaluate_many(predicted, inputs)
     except (ValueError, TypeError, ArithmeticError):
         return False  # the prediction crashes rasp.evaluate where the true program does not
+    return all(same_outputs(w, g) for w, g in zip(want, got))
+
+
+def ops_of(ids: Sequence[int]) -> list[str]:
+    """The op token of each line of a (predicted) token sequence without BOS."""
+    ops = []
+    for i, field in zip(ids, vocab.fields(ids)):
+        if field == 0 and 0 <= i < len(vocab.TOKENS) and vocab.TOKENS[i] != vocab.EOS:
+            ops.append(vocab.TOKENS[i])
+    return ops
 
 
 @dataclasses.dataclass
@@ -65,7 +85,7 @@ class Scored:
     lines: int
     hits: list[bool]  # per target token
     non_na: list[bool]  # per target token: is the target not NA?
-    fields: list[int]  # per target token: 0..4 field of its line, 5 for EOS
+    fields: list[int]  # per target token: its field (vocab.FIELDS), len(FIELDS) for EOS
     true_ops: list[str]
     predicted_ops: list[str | None]  # per true line; None where the prediction has no such line
     valid: bool
@@ -78,13 +98,14 @@ class Scored:
         return sum(self.hits) / len(self.hits)
 
 
-def score(key: str, true: Program, predicted_ids: Sequence[int], inputs: Sequence[Sequence[int]]) -> Scored:
+def score(key: str, true: Program, predicted_ids: Sequence[int], inputs: Sequence[Sequence[Any]]) -> Scored:
     """Score predicted token ids (without BOS) against the true program."""
     target = targets(true)
     hits = token_hits(target, predicted_ids)
-    predicted_ops = [vocab.TOKENS[predicted_ids[5 * i]] if 5 * i < len(predicted_ids) else None for i in range(len(true.lines))]
+    ops = ops_of(predicted_ids)
+    predicted_ops = [ops[i] if i < len(ops) else None for i in range(len(true.lines))]
     try:
-        predicted = vocab.decode([vocab.BOS_ID, *predicted_ids], true.vocab, true.max_seq_len)
+        predicted = vocab.decode([vocab.BOS_ID, *predicted_ids], true.vocab, true.max_seq_len, output_labels(true))
     except ProgramError:
         predicted = None
     exact = predicted == true
@@ -94,7 +115,7 @@ def score(key: str, true: Program, predicted_ids: Sequence[int], inputs: Sequenc
         lines=len(true.lines),
         hits=hits,
         non_na=[t != NA_ID for t in target],
-        fields=[i % 5 for i in range(len(target) - 1)] + [5],
+        fields=vocab.fields(target),
         true_ops=[line[0] for line in true.lines],
         predicted_ops=predicted_ops,
         valid=predicted is not None,

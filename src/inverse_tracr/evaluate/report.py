@@ -54,9 +54,10 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"# Evaluation of run `{config['run']}` on `{config['zoo']}` ({config['kind']}, split {config['split']})",
         "",
-        f"{report['programs']} programs. Token accuracy counts every target token (five fields per line and EOS); "
-        "non-NA leaves out positions whose target is NA. Buckets: share of programs with at least that share of "
-        "their tokens right. Functional: the predicted program gives the true program's outputs on random inputs.",
+        f"{report['programs']} programs. Token accuracy counts every target token (op, two arguments, the function's "
+        "alias or table entries, the variable; and EOS); non-NA leaves out positions whose target is NA. Buckets: share "
+        "of programs with at least that share of their tokens right. Exact: the same canonical program. Functional: the "
+        "predicted program gives the true program's outputs on every input up to the model's length.",
         "",
         "## Accuracy buckets",
         "",

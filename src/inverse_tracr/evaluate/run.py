@@ -17,13 +17,12 @@ from typing import Any
 from tqdm import tqdm
 
 from inverse_tracr.compile.compiler import compile_program
-from inverse_tracr.compile.verify import make_inputs
+from inverse_tracr.compile.verify import check_inputs
 from inverse_tracr.evaluate import metrics, report
 from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.train import load_model, read_history
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
-from inverse_tracr.zoo.manifest import read_config
 from inverse_tracr.zoo.shards import Reader, shard_urls
 from inverse_tracr.zoo.store import Store
 
@@ -43,7 +42,7 @@ class EvalConfig:
     split: str = "val"
     limit: int | None = None  # programs at most
     decodings: tuple[str, ...] = DECODINGS
-    inputs: int = 64  # random inputs for functional equivalence
+    inputs: int = 1024  # random inputs for functional equivalence, where there are too many to check all
     batch_size: int = 32
     lib: bool = True
 
@@ -79,12 +78,14 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     bar = tqdm(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", disable=not progress)
     for start in range(0, len(samples), config.batch_size):
         chunk = samples[start : start + config.batch_size]
-        inputs = [make_inputs(s.program, config.inputs, seed=2) for s in chunk]
+        inputs = [check_inputs(s.program, config.inputs, seed=2) for s in chunk]
         if "teacher_forced" in results:
-            predicted = model.teacher_forced(collate([example(s, model.config.max_chunks) for s in chunk]))
-            results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
+            examples = [example(s, model.config.max_chunks) for s in chunk]
+            tokenised = [(s, e, x) for s, e, x in zip(chunk, examples, inputs) if e is not None]
+            predicted = model.teacher_forced(collate([e for _, e, _ in tokenised])) if tokenised else []
+            results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for (s, _, x), p in zip(tokenised, predicted)]
         if "autoregressive" in results:
-            predicted = model.generate([s.params for s in chunk])
+            predicted = model.generate([s.params for s in chunk], inputs=[(s.program.vocab, s.program.max_seq_len) for s in chunk])
             results["autoregressive"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
         bar.update(len(chunk))
     bar.close()
@@ -95,7 +96,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         "programs": len(samples),
         "decodings": {d: metrics.summarise(r) for d, r in results.items()},
         "history": read_history(store, config.zoo, config.run),
-        "lib": _lib(store, config, model) if config.lib else [],
+        "lib": _lib(config, model) if config.lib else [],
     }
     folder = report_location(config)
     store.write_bytes(json.dumps(out, indent=1).encode(), *folder, "report.json")
@@ -106,13 +107,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     return out
 
 
-def _lib(store: Store, config: EvalConfig, model) -> list[dict[str, Any]]:
-    zoo = read_config(store, config.zoo)
-    programs = tracr_lib_programs(zoo.sampler.vocab, zoo.max_seq_len)
-    predicted = model.generate([compile_program(program).params for program in programs.values()])
+def _lib(config: EvalConfig, model) -> list[dict[str, Any]]:
+    programs = tracr_lib_programs()
+    predicted = model.generate([compile_program(p).params for p in programs.values()],
+                               inputs=[(p.vocab, p.max_seq_len) for p in programs.values()])
     rows = []
     for (name, program), ids in zip(programs.items(), predicted):
-        scored = metrics.score(name, program, ids, make_inputs(program, config.inputs, seed=2))
+        scored = metrics.score(name, program, ids, check_inputs(program, config.inputs, seed=2))
         source = scored.predicted.source() if scored.predicted is not None else "invalid (does not parse)"
         rows.append({"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
                      "exact": scored.exact, "functional": scored.functional, "predicted": source})

@@ -27,9 +27,13 @@ class Example:
     ids: list[int]  # BOS … EOS
 
 
-def example(sample: sample_format.Sample, max_chunks: int) -> Example:
-    features = weights.tokenize(sample.params).features()[:max_chunks]
-    return Example(sample.key, features, vocab.encode(sample.program))
+def example(sample: sample_format.Sample, max_chunks: int) -> Example | None:
+    """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
+    try:
+        ids = vocab.encode(sample.program)
+    except vocab.Untokenizable:
+        return None
+    return Example(sample.key, weights.tokenize(sample.params).features()[:max_chunks], ids)
 
 
 def pad_features(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,4 +89,4 @@ def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000,
     dataset = dataset.select(wanted)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    return dataset.map(decode, handler=wds.warn_and_continue)
+    return dataset.map(decode, handler=wds.warn_and_continue).select(lambda e: e is not None)

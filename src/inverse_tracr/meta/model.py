@@ -26,7 +26,7 @@ from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
-MAX_PROGRAM_TOKENS = 2 + 5 * vocab.MAX_VARIABLES
+MAX_PROGRAM_TOKENS = vocab.MAX_PROGRAM_TOKENS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,7 @@ class MetaConfig:
     dropout: float = 0.0
     input_noise: float = 0.0  # Gaussian noise on (normalised) weights, × their std, in training
     input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
+    targets: str = vocab.LAYOUT  # the program-token layout the model writes
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -106,8 +107,13 @@ class MetaModel(nn.Module):
         return self.config.max_chunks + torch.arange(start, start + length, device=self.head.weight.device)
 
     @torch.no_grad()
-    def generate(self, params: Sequence[dict[str, np.ndarray]], constrained: bool = True) -> list[list[int]]:
+    def generate(
+        self, params: Sequence[dict[str, np.ndarray]], constrained: bool = True, inputs: Sequence[tuple[tuple, int]] | None = None
+    ) -> list[list[int]]:
         """Greedy decoding of several models' programs at once (BOS excluded, EOS included if reached).
+
+        `inputs`: each model's (vocabulary, max_seq_len), which the grammar needs to know how long
+        a table is (default: the zoo's the meta-model was trained on).
 
         The autoregressive decoder reads the weights once and then one position per token, reusing
         GPT-2's key/value cache: the cost of a program grows with its length, not with its length
@@ -118,7 +124,8 @@ class MetaModel(nn.Module):
         features, weight_mask = pad_features([weights.tokenize(p).features()[: self.config.max_chunks] for p in params])
         features, weight_mask = features.to(device), weight_mask.to(device)
         b = len(features)
-        grammars = [vocab.Grammar() for _ in range(b)]
+        inputs = inputs if inputs is not None else [(self.program_vocab, self.program_max_seq_len)] * b
+        grammars = [vocab.Grammar(tuple(v), n) for v, n in inputs]
         ids = torch.full((b, 1), vocab.BOS_ID, dtype=torch.long, device=device)
         finished = torch.zeros(b, dtype=torch.bool, device=device)
         if self.config.decoder == "slots":  # slot i's logits are those of token i+1
@@ -153,16 +160,22 @@ class MetaModel(nn.Module):
         return [_through_eos(row[1:]) for row in ids.tolist()]
 
     def decompile(
-        self, params: dict[str, np.ndarray], vocab_: tuple | None = None, max_seq_len: int | None = None, constrained: bool = True
+        self,
+        params: dict[str, np.ndarray],
+        vocab_: tuple | None = None,
+        max_seq_len: int | None = None,
+        output_values: Sequence | None = None,
+        constrained: bool = True,
     ) -> Program:
         """The program these weights compute; ProgramError if the prediction does not parse.
 
         Programs are read with the vocabulary and length of the zoo the model was trained on
-        (`train.load_model` sets them) unless given.
+        (`train.load_model` sets them) unless given; `output_values` (a layout's) label the output.
         """
-        vocab_ = vocab_ if vocab_ is not None else self.program_vocab
+        vocab_ = tuple(vocab_) if vocab_ is not None else self.program_vocab
         max_seq_len = max_seq_len if max_seq_len is not None else self.program_max_seq_len
-        return vocab.decode([vocab.BOS_ID, *self.generate([params], constrained)[0]], vocab_, max_seq_len)
+        ids = self.generate([params], constrained, [(vocab_, max_seq_len)])[0]
+        return vocab.decode([vocab.BOS_ID, *ids], vocab_, max_seq_len, output_values)
 
     @torch.no_grad()
     def teacher_forced(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:

@@ -198,7 +198,10 @@ def load_model(store_url: str, zoo: str, run: str) -> MetaModel:
     folder = checkpoint.newest(store, (zoo, "meta", run))
     if folder is None:
         raise TrainError(f"run {zoo}/meta/{run} in {store.url} has no checkpoint")
-    config = TrainConfig.from_json(json.loads(store.read_bytes(zoo, "meta", run, "config.json")))
+    recorded = json.loads(store.read_bytes(zoo, "meta", run, "config.json"))
+    if recorded.get("model", {}).get("targets") != vocab.LAYOUT:
+        raise TrainError(f"run {zoo}/meta/{run} writes programs in another layout than {vocab.LAYOUT}: train a new run")
+    config = TrainConfig.from_json(recorded)
     model = MetaModel(config.model)
     model.load_state_dict(safetensors.torch.load(store.read_bytes(*folder, "model.safetensors")))
     zoo_config = read_config(store, zoo)

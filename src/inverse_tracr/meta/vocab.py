@@ -1,130 +1,295 @@
-"""Program tokens: the meta-model's output vocabulary, built from the named-function library.
+"""Program tokens: the meta-model's output vocabulary and target layout (version 2: tables).
 
-A program is BOS, then five tokens per canonical line (op, arg1, arg2, arg3, ret), then EOS. The
-vocabulary holds every op, library function, predicate, input, variable name and NA, so every
-token sequence either decodes to a `Program` or gets a clear "invalid" verdict.
+A program is BOS, then per canonical line `op, arg1, arg2, fn…, ret`, then EOS:
+
+- `op`: the operation; `arg1`, `arg2`: `tokens`, `indices` or a variable (NA where unused);
+- `fn…`: NA for Aggregate and SelectorWidth; otherwise the table's library alias when it has one
+  (one token: `lt_3`, `max`, `EQ`), else `<table>` and one token per entry, in the order of the
+  operands' value sets. An entry is *a position, not a label*: `#r` is the r-th value of the
+  line's output value set (`#none` for undefined), a Select entry `#0`/`#1` (False/True), a
+  numerical entry one of a fixed set of numbers (`=0.5`). The vocabulary therefore does not grow
+  with the labels a user's model has; `decode` puts the labels back (tokens from the vocabulary,
+  output values from the model's layout);
+- `ret`: the variable's canonical name (v1, v2, … in order: the grammar fixes it).
 
 `Grammar` says which tokens may come next, for decoding constrained to well-formed programs: the
-op's arity and argument kinds, variables already in scope (selectors where a selector is due), the
-canonical name of each new variable, EOS only after a complete line.
+op's arity and argument kinds, variables in scope, exactly as many table entries as the operands'
+value sets need (it types each line as it completes), EOS only after a complete line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
+from typing import Any, Sequence
 
-from inverse_tracr.programs import Program, ProgramError, library
-from inverse_tracr.programs.program import INPUTS, NA, OPS
+from inverse_tracr.programs import Program, ProgramError, library, ops, values
+from inverse_tracr.programs.program import INPUTS, NA, Line, rank_view
+from inverse_tracr.programs.values import OperandError, VarType
 
-PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+LAYOUT = "inverse-tracr/targets/2"
+PAD, BOS, EOS, TABLE, NONE = "<pad>", "<bos>", "<eos>", "<table>", "#none"
 MAX_VARIABLES = 48
+#: Largest output value set a table's entries can index.
+MAX_RANK = 64
+#: Longest target (BOS and EOS included); longer programs cannot be tokenised.
+MAX_PROGRAM_TOKENS = 512
 VARIABLES = tuple(f"v{i}" for i in range(1, MAX_VARIABLES + 1))
-TOKENS: tuple[str, ...] = (
-    PAD,
-    BOS,
-    EOS,
-    NA,
-    *OPS,
-    *INPUTS,
-    *VARIABLES,
-    *library.MAP_FNS,
-    *library.SEQUENCE_MAP_FNS,
-    *library.PREDICATES,
-)
+RANKS = tuple(f"#{r}" for r in range(MAX_RANK))
+#: Numbers a numerical table entry (or a LinearSequenceMap factor) may be: what small programs use.
+NUMBERS: tuple[float, ...] = tuple(sorted({float(Fraction(k, d)) for d in range(1, 9) for k in range(-16 * d, 16 * d + 1) if abs(Fraction(k, d)) <= 8 and (d == 1 or abs(Fraction(k, d)) <= 2)}))
+NUMBER_TOKENS = tuple(f"={n:g}" for n in NUMBERS)
+ALIASES = tuple(dict.fromkeys([*library.MAP_FNS, *library.SEQUENCE_MAP_FNS, *library.PREDICATES]))
+TOKENS: tuple[str, ...] = (PAD, BOS, EOS, NA, *ops.OPS, *INPUTS, *VARIABLES, TABLE, NONE, *RANKS, *NUMBER_TOKENS,
+                           *(f"@{name}" for name in ALIASES))
 INDEX = {token: i for i, token in enumerate(TOKENS)}
-PAD_ID, BOS_ID, EOS_ID = INDEX[PAD], INDEX[BOS], INDEX[EOS]
-FIELDS = ("op", "arg1", "arg2", "arg3", "ret")
+PAD_ID, BOS_ID, EOS_ID, NA_ID = INDEX[PAD], INDEX[BOS], INDEX[EOS], INDEX[NA]
+_NUMBER_BY_VALUE = {values.number(n, "number"): token for n, token in zip(NUMBERS, NUMBER_TOKENS)}
+#: Fields of a line, as `metrics` reports them.
+FIELDS = ("op", "arg1", "arg2", "fn", "ret")
+
+
+class Untokenizable(ValueError):
+    """A program the target layout cannot write (too long, too many values, an unusual number)."""
+
+
+def alias_token(name: str) -> str:
+    return f"@{name}"
 
 
 def encode(program: Program) -> list[int]:
-    """[BOS, op, arg1, arg2, arg3, ret, …, EOS] as token ids."""
+    """[BOS, …lines…, EOS] as token ids; Untokenizable if the layout cannot write it."""
     if len(program.lines) > MAX_VARIABLES:
-        raise ValueError(f"programs of at most {MAX_VARIABLES} lines can be tokenised")
-    return [BOS_ID, *(INDEX[field] for line in program.lines for field in line), EOS_ID]
+        raise Untokenizable(f"programs of at most {MAX_VARIABLES} lines can be tokenised")
+    tokens = [BOS]
+    for line, alias in zip(program.lines, program.aliases):
+        args = list(line.operands) + [NA] * (2 - len(line.operands))
+        tokens += [line.op, *args, *_function_tokens(program, line, alias), line.ret]
+    tokens.append(EOS)
+    if len(tokens) > MAX_PROGRAM_TOKENS:
+        raise Untokenizable(f"{len(tokens)} tokens (at most {MAX_PROGRAM_TOKENS})")
+    return [INDEX[t] for t in tokens]
 
 
-def decode(ids, vocab: tuple, max_seq_len: int) -> Program:
-    """The Program a token sequence spells; ProgramError saying why if it spells none."""
+def fields(ids: Sequence[int]) -> list[int]:
+    """Per token of an encoding without BOS: its field (index into FIELDS; len(FIELDS) for EOS).
+
+    Reads the layout as written: a line is op, two args, fn tokens up to the variable, ret."""
+    out, field = [], 0
+    for i in ids:
+        token = TOKENS[i] if 0 <= i < len(TOKENS) else "?"
+        if token == EOS and field == 0:
+            out.append(len(FIELDS))
+            continue
+        if field <= 2:
+            out.append(field)
+            field += 1
+        elif token in VARIABLES:
+            out.append(4)
+            field = 0
+        else:
+            out.append(3)
+    return out
+
+
+def _function_tokens(program: Program, line: Line, alias: str | None) -> list[str]:
+    if line.fn is None:
+        return [NA]
+    if alias is not None:
+        return [alias_token(alias)]
+    if line.op == "LinearSequenceMap":
+        return [_number(v) for v in line.fn]
+    result = program.types[line.ret]
+    if line.op == "Select":
+        return [TABLE, *(RANKS[int(v)] for v in line.fn)]
+    if result.numerical:
+        return [TABLE, *(_number(v) for v in line.fn)]
+    if len(result.values) > MAX_RANK:
+        raise Untokenizable(f"{line.ret} has {len(result.values)} values (at most {MAX_RANK})")
+    index = result.index()
+    return [TABLE, *(NONE if v is None else RANKS[index[v]] for v in line.fn)]
+
+
+def _number(v: float) -> str:
+    try:
+        return _NUMBER_BY_VALUE[values.number(v, "number")]
+    except KeyError:
+        raise Untokenizable(f"the number {v!r} has no token") from None
+
+
+def decode(ids: Sequence[int], vocab: Sequence[Any], max_seq_len: int, output_values: Sequence[Any] | None = None) -> Program:
+    """The Program a token sequence spells; ProgramError saying why if it spells none.
+
+    `output_values`: the labels of the model's output (its layout's), which `#r` entries of the
+    tables that make the output's values stand for; without them those entries stay ranks."""
     tokens = [TOKENS[i] if 0 <= i < len(TOKENS) else "?" for i in ids]
     if tokens and tokens[0] == BOS:
         tokens = tokens[1:]
     if EOS not in tokens:
         raise ProgramError("no end-of-program token")
-    body = tokens[: tokens.index(EOS)]
-    if not body or len(body) % 5:
-        raise ProgramError(f"{len(body)} tokens do not make whole lines of 5")
-    lines = tuple(tuple(body[i : i + 5]) for i in range(0, len(body), 5))
-    return Program(lines, vocab, max_seq_len)
+    grammar = Grammar(tuple(vocab), max_seq_len)
+    for token in tokens[: tokens.index(EOS) + 1]:
+        if INDEX.get(token) not in grammar.allowed():
+            raise ProgramError(f"token {token!r} cannot come here (line {len(grammar.lines) + 1})")
+        grammar.step(INDEX[token])
+    return grammar.program(output_values)
 
 
-def _ids(tokens) -> frozenset[int]:
-    return frozenset(INDEX[t] for t in tokens)
-
-
-_ARGUMENTS = {  # per op: what each of arg1..arg3 holds
-    "Map": ("map_fn", "categorical", "na"),
-    "NumericalMap": ("map_fn", "categorical", "na"),
-    "SequenceMap": ("sequence_map_fn", "categorical", "categorical"),
-    "Select": ("predicate", "categorical", "categorical"),
-    "Aggregate": ("selector", "sequence", "na"),
-    "SelectorWidth": ("selector", "na", "na"),
+_ARGUMENTS = {  # per op: what arg1, arg2 hold
+    "Map": ("sequence", "na"),
+    "NumericalMap": ("sequence", "na"),
+    "SequenceMap": ("categorical", "categorical"),
+    "LinearSequenceMap": ("numerical", "numerical"),
+    "Select": ("categorical", "categorical"),
+    "Aggregate": ("selector", "sequence"),
+    "SelectorWidth": ("selector", "na"),
+    "NumericalSelectorWidth": ("selector", "na"),
 }
-_FIXED = {
-    "map_fn": _ids(library.MAP_FNS),
-    "sequence_map_fn": _ids(library.SEQUENCE_MAP_FNS),
-    "predicate": _ids(library.PREDICATES),
-    "na": _ids([NA]),
-}
-_OPS = _ids(OPS)
-_NEEDS_SELECTOR = _ids(["Aggregate", "SelectorWidth"])
+_OPS = frozenset(INDEX[op] for op in ops.OPS)
+_RANK_IDS = [INDEX[r] for r in RANKS]
+_NUMBER_IDS = frozenset(INDEX[t] for t in NUMBER_TOKENS)
+_BOOLEAN_IDS = frozenset(_RANK_IDS[:2])
 
 
 @dataclasses.dataclass
 class Grammar:
-    """Which token ids may follow the tokens seen so far (after BOS)."""
+    """Which token ids may follow the tokens seen so far (after BOS), and the program they spell."""
 
-    lines: int = 0
-    field: int = 0
-    op: str | None = None
-    numerical_arg: bool = False  # the current line reads a numerical variable
-    selectors: set[str] = dataclasses.field(default_factory=set)
-    categorical: set[str] = dataclasses.field(default_factory=lambda: set(INPUTS))
-    numerical: set[str] = dataclasses.field(default_factory=set)
+    vocab: tuple = (0, 1, 2, 3, 4)
+    max_seq_len: int = 5
+    lines: list[Line] = dataclasses.field(default_factory=list)
+    current: list[str] = dataclasses.field(default_factory=list)  # tokens of the line being read
+    #: Each variable's type as the lines reading it see it (`program.rank_view` for table-made ones).
+    types: dict[str, VarType] = dataclasses.field(default_factory=dict)
+    made: set[str] = dataclasses.field(default_factory=set)  # table-made variables
     done: bool = False
+
+    def __post_init__(self):
+        self.types = values.input_types(self.vocab, self.max_seq_len)
+
+    # --- where we are in a line ------------------------------------------------------------
+
+    def _table_size(self) -> int:
+        op, a1, a2 = self.current[:3]
+        operands = [self.types[a] for a in (a1, a2) if a != NA]
+        return ops.table_size(op, operands)
 
     def allowed(self) -> frozenset[int]:
         if self.done:
             return frozenset([PAD_ID])
-        if self.field == 0:
-            ops = _OPS if self.selectors else _OPS - _NEEDS_SELECTOR
-            ops = ops if self.lines < MAX_VARIABLES else frozenset()
-            return ops | ({EOS_ID} if self.lines and self.op != "Select" else frozenset())
-        if self.field == 4:
-            return _ids([VARIABLES[self.lines]])
-        kind = _ARGUMENTS[self.op][self.field - 1]
-        if kind == "selector":
-            return _ids(self.selectors)
-        if kind == "categorical":
-            return _ids(self.categorical)
-        if kind == "sequence":
-            return _ids(self.categorical | self.numerical)
-        return _FIXED[kind]
+        n = len(self.current)
+        if n == 0:
+            ok = {INDEX[op] for op in ops.OPS if self._can_start(op)} if len(self.lines) < MAX_VARIABLES else set()
+            if self.lines and self.lines[-1].op != "Select":
+                ok.add(EOS_ID)
+            return frozenset(ok)
+        op = self.current[0]
+        if n in (1, 2):
+            return frozenset(INDEX[v] for v in self._operands(_ARGUMENTS[op][n - 1]))
+        fn = self.current[3:]
+        if op not in ops.FUNCTION_OPS:
+            return frozenset([NA_ID]) if not fn else self._ret()
+        if op == "LinearSequenceMap":
+            return _NUMBER_IDS if len(fn) < 2 else self._ret()
+        if not fn:
+            return frozenset({INDEX[TABLE], *(INDEX[alias_token(a)] for a in library.names(op))})
+        if fn[0] != TABLE or len(fn) == 1 + self._table_size():
+            return self._ret()
+        if op == "Select":
+            return _BOOLEAN_IDS
+        if op == "NumericalMap":
+            return _NUMBER_IDS
+        return frozenset([INDEX[NONE], *_RANK_IDS])
+
+    def _ret(self) -> frozenset[int]:
+        return frozenset([INDEX[VARIABLES[len(self.lines)]]])
+
+    def _can_start(self, op: str) -> bool:
+        return all(self._operands(kind) for kind in _ARGUMENTS[op])
+
+    def _operands(self, kind: str) -> list[str]:
+        if kind == "na":
+            return [NA]
+        test = {
+            "selector": lambda t: t.selector,
+            "sequence": lambda t: not t.selector,
+            "categorical": lambda t: t.categorical,
+            "numerical": lambda t: t.numerical,
+        }[kind]
+        return [name for name, t in self.types.items() if test(t)]
 
     def step(self, token_id: int) -> None:
         token = TOKENS[token_id]
-        if self.field == 0:
-            if token == EOS:
-                self.done = True
-                return
-            self.op, self.numerical_arg = token, False
-        elif self.field == 4:
-            if self.op == "Select":
-                self.selectors.add(token)
-            elif self.op == "NumericalMap" or self.numerical_arg:  # an Aggregate keeps its input's encoding
-                self.numerical.add(token)
-            else:
-                self.categorical.add(token)
-            self.lines += 1
-        elif token in self.numerical:
-            self.numerical_arg = True
-        self.field = (self.field + 1) % 5
+        if not self.current and token == EOS:
+            self.done = True
+            return
+        self.current.append(token)
+        if token in VARIABLES and len(self.current) > 3:
+            self._complete()
+
+    def _complete(self) -> None:
+        """Type the line just read; a line that cannot be typed ends decoding (no valid program)."""
+        op, a1, a2, *fn, ret = self.current
+        self.current = []
+        operands = tuple(a for a in (a1, a2) if a != NA)
+        try:
+            table = self._table(op, fn, [self.types[o] for o in operands])
+            result = ops.result_type(op, table, [self.types[o] for o in operands], self.max_seq_len)
+        except (OperandError, KeyError, ValueError):
+            result, table = VarType(selector=op == "Select", values=(0, 1)), ("invalid",)  # `program` refuses it
+        if result.categorical and (op in ("Map", "SequenceMap") or (op == "Aggregate" and operands[1] in self.made)):
+            self.made.add(ret)
+            result = rank_view(result)
+        self.types[ret] = result
+        self.lines.append(Line(op, table, operands, ret))
+
+    def _table(self, op: str, fn: list[str], operands: list[VarType]) -> ops.Table | None:
+        if op not in ops.FUNCTION_OPS:
+            return None
+        if op == "LinearSequenceMap":
+            return tuple(float(t[1:]) for t in fn)
+        if fn[0] != TABLE:
+            return library.named_table(op, fn[0][1:], operands)
+        entries = fn[1:]
+        if op == "Select":
+            return tuple(e == RANKS[1] for e in entries)
+        if op == "NumericalMap":
+            return tuple(float(t[1:]) for t in entries)
+        return tuple(None if e == NONE else _RankLabel(int(e[1:])) for e in entries)
+
+    def program(self, output_values: Sequence[Any] | None = None) -> Program:
+        """The program read so far (it must be complete), with the output's labels if given."""
+        if not self.lines or self.current:
+            raise ProgramError("the tokens do not make whole lines")
+        if any(line.fn == ("invalid",) for line in self.lines):
+            bad = next(i for i, line in enumerate(self.lines, 1) if line.fn == ("invalid",))
+            raise ProgramError(f"line {bad} does not type-check")
+        labels = _output_labels(self.lines, output_values)
+        lines = [line._replace(fn=tuple(_label(v, labels.get(line.ret)) for v in line.fn)) if line.fn else line for line in self.lines]
+        return Program(lines, self.vocab, self.max_seq_len)  # the canonical form ranks the intermediates
+
+
+class _RankLabel(int):
+    """A table entry read as a rank (`#r`), until `program` gives it its label."""
+
+
+def _output_labels(lines: list[Line], output_values: Sequence[Any] | None) -> dict[str, Sequence[Any]]:
+    """Which line's rank entries are output labels: the line that makes the output's values (the
+    output itself, or what categorical Aggregates copy into it)."""
+    if output_values is None:
+        return {}
+    by_ret = {line.ret: line for line in lines}
+    var = lines[-1].ret
+    while var in by_ret and by_ret[var].op == "Aggregate":
+        var = by_ret[var].operands[1]
+    return {var: values.order(output_values)} if var in by_ret and by_ret[var].op in ("Map", "SequenceMap") else {}
+
+
+def _label(value: Any, labels: Sequence[Any] | None) -> Any:
+    if not isinstance(value, _RankLabel):
+        return value
+    if labels is None:
+        return int(value)
+    if value >= len(labels):
+        raise ProgramError(f"table entry #{int(value)} but the output has {len(labels)} values")
+    return labels[value]

@@ -110,7 +110,7 @@ def plan(values: dict[str, Any]) -> Plan:
     store = values["store"]["url"]
     zoo_config = ZooConfig(
         shard_size=zoo["shardSize"], min_ops=zoo["minOps"], max_ops=zoo["maxOps"],
-        vocab_size=zoo["vocabSize"], max_seq_len=zoo["maxSeqLen"], seed=zoo["seed"],
+        vocab_size=zoo["vocabSize"], max_seq_len=zoo["maxSeqLen"], seed=zoo["seed"], random_tables=zoo["randomTables"],
     )
     train_config = TrainConfig(
         store=store, zoo=zoo["name"], run=training["run"], kinds=tuple(zoo["kinds"]),

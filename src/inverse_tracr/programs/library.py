@@ -1,12 +1,10 @@
-"""The finite library of named functions and predicates that programs are made of.
+"""Named functions and predicates: readable aliases of tables, and what the sampler draws from.
 
-Why a library of *named* functions: the source thesis dropped lambda constants from its program
-tokens, so a predicted program could never be rebuilt, run or compiled. Here every function is one
-token (`lt_3`, `add_1`, `max`), so any token sequence that parses is a runnable program.
-
-A lambda from elsewhere (Tracr's `lib`, a notebook) is recognised by extension: value sets are
-finite, so a function is fully described by its table on the values its input can take, and the
-first library function with the same table stands for it (`identify`).
+A program's functions are tables (`ops`); a name such as `lt_3` is only how a table is shown and,
+for the meta-model, one token instead of a row of them. A table has an alias when a library
+function gives the same table on the line's operand values (after the same relabelling of
+intermediate values, see `program.canonicalize`); when several do, the first in library order wins,
+so the alias, like the table, is a function of the weights.
 """
 
 from __future__ import annotations
@@ -14,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import operator
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from tracr.rasp import rasp
+
+from inverse_tracr.programs import ops, values
+from inverse_tracr.programs.values import VarType
 
 Value = Any
 
@@ -57,10 +58,12 @@ _ARITHMETIC = {
     "or": lambda x, c: x or c,
     "and": lambda x, c: x and c,
 }
+#: Shown for a table that copies its input (an alias only: the sampler never draws it).
+IDENTITY = "id"
 
 
 def _map_library() -> dict[str, NamedFn]:
-    fns: dict[str, NamedFn] = {}
+    fns: dict[str, NamedFn] = {IDENTITY: NamedFn(IDENTITY, 1, lambda x: x)}
     for (stem, op), c in itertools.product(_COMPARISONS.items(), COMPARISON_CONSTANTS):
         fns[f"{stem}_{c}"] = NamedFn(f"{stem}_{c}", 1, lambda x, op=op, c=c: op(x, c), binary=True)
     for (stem, op), c in itertools.product(_ARITHMETIC.items(), ARITHMETIC_CONSTANTS):
@@ -97,61 +100,49 @@ SEQUENCE_MAP_FNS: Mapping[str, NamedFn] = _sequence_map_library()
 PREDICATES: Mapping[str, rasp.Comparison] = {c.name: c for c in rasp.Comparison}
 
 
-def _safe(fn: Callable[..., Value], *args: Value) -> Value:
-    # Tracr ignores arithmetic errors when it infers value sets; so do we.
-    try:
-        return fn(*args)
-    except ArithmeticError:
-        return None
+def names(op: str) -> Mapping[str, Callable[..., Value]]:
+    """The library for an operation's function: Map functions, SequenceMap functions or predicates."""
+    if op in ("Map", "NumericalMap"):
+        return MAP_FNS
+    if op == "SequenceMap":
+        return SEQUENCE_MAP_FNS
+    if op == "Select":
+        return PREDICATES
+    return {}
 
 
-def table(fn: Callable[..., Value], value_sets: Iterable[Iterable[Value]]) -> dict[tuple, Value]:
-    """The function's outputs on every combination of its inputs' values."""
-    return {args: _safe(fn, *args) for args in itertools.product(*value_sets)}
+def named_table(op: str, name: str, operands: Sequence[VarType]) -> ops.Table:
+    """The table of library function `name` on the operands' values; KeyError if there is none."""
+    library = names(op)
+    if name not in library:
+        kind = "predicate" if op == "Select" else f"{op} function"
+        raise KeyError(f"unknown {kind} {name!r}")
+    fn = library[name]
+    table = ops.tabulate(fn, [o.values for o in operands])
+    return tuple(bool(v) for v in table) if op == "Select" else table
 
 
-def output_values(fn: Callable[..., Value], value_sets: Iterable[Iterable[Value]]) -> frozenset:
-    """The values `fn` can produce, as Tracr's basis inference computes them (None dropped)."""
-    return frozenset(v for v in table(fn, value_sets).values() if v is not None)
+def alias(op: str, table: ops.Table, operands: Sequence[VarType], relabelled: bool) -> str | None:
+    """The first library name whose table on these operands is `table`, if any.
 
-
-def identify(fn: Callable[..., Value], value_sets: list[Iterable[Value]]) -> NamedFn | None:
-    """The first library function that agrees with `fn` on every reachable input, if any."""
-    if isinstance(fn, NamedFn):
-        return fn
-    library = MAP_FNS if len(value_sets) == 1 else SEQUENCE_MAP_FNS
-    try:
-        wanted = table(fn, value_sets)
-    except Exception:  # noqa: BLE001 - a foreign lambda may raise anything; then nothing matches
-        return None
-    for candidate in library.values():
-        if table(candidate, value_sets) == wanted:
-            return candidate
+    `relabelled`: the line's output values are ranks (an intermediate categorical variable), so a
+    library function matches when its outputs, ranked the same way, do."""
+    wanted = signature(op, table, relabelled)
+    for name in names(op):
+        try:
+            candidate = named_table(op, name, operands)
+            if signature(op, candidate, relabelled) == wanted:
+                return name
+        except Exception:  # noqa: BLE001 - a library function may not apply to these values at all
+            continue
     return None
 
 
-def identify_predicate(
-    predicate: Callable[[Value, Value], bool], keys: Iterable[Value], queries: Iterable[Value]
-) -> str | None:
-    """The name of the first Comparison that agrees with `predicate` on all (key, query) pairs."""
-    if isinstance(predicate, rasp.Comparison):
-        return predicate.name
-    pairs = list(itertools.product(keys, queries))
-    try:
-        wanted = [bool(predicate(k, q)) for k, q in pairs]
-    except Exception:  # noqa: BLE001 - as in `identify`
-        return None
-    for name, comparison in PREDICATES.items():
-        if [comparison(k, q) for k, q in pairs] == wanted:
-            return name
-    return None
-
-
-def function(name: str, arity: int) -> NamedFn:
-    """The library function called `name`; a clear error if there is none."""
-    library = MAP_FNS if arity == 1 else SEQUENCE_MAP_FNS
-    try:
-        return library[name]
-    except KeyError:
-        kind = "Map" if arity == 1 else "SequenceMap"
-        raise KeyError(f"unknown {kind} function {name!r}") from None
+def signature(op: str, table: ops.Table, relabelled: bool) -> tuple:
+    """What of a table the weights fix: its outputs, as ranks where the output is relabelled."""
+    if op == "NumericalMap":
+        return tuple(values.number(v, op) for v in table)
+    if relabelled:
+        rank = {v: i for i, v in enumerate(ops.image(table))}
+        return tuple(None if v is None else rank[v] for v in table)
+    return tuple(None if v is None else values.key(v) for v in table)

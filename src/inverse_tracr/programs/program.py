@@ -1,22 +1,30 @@
-"""`Program`: a RASP program as canonical lines, and its conversions to RASP, JSON and source.
+"""`Program`: a RASP program as canonical lines of tables, and its conversions to RASP, JSON and source.
 
-A program is a list of lines `op, arg1, arg2, arg3, ret` (the thesis format), args padded with NA:
+A program is a list of lines `op, fn, arg1, arg2, ret` (args padded with NA), where `fn` is the
+line's function as a *table* on its operands' value sets (`ops`), or NA for Aggregate and
+SelectorWidth. Everything Tracr compiles is such a table, so every program Tracr compiles — over
+any vocabulary, with any lambda or predicate — is a `Program`, and a table is what the weights
+hold, so two programs that compile to the same weights are one `Program`, with one id.
 
-    Map           fn    x     NA     v   (categorical output)
-    NumericalMap  fn    x     NA     v   (numerical output; fn is a comparison)
-    SequenceMap   fn    x     y      v
-    Select        pred  keys  query  v   (v is a selector)
-    Aggregate     sel   x     NA     v   (numerical iff x is)
-    SelectorWidth sel   NA    NA     v
+The canonical form (`canonicalize`) makes that true:
 
-Unlike the thesis, variable arguments keep their positional order (a Select's keys and queries, a
-SequenceMap's `sub` arguments are not interchangeable) except for commutative functions, where they
-are sorted; otherwise the program could not be rebuilt from its lines.
+- only ancestors of the output are kept;
+- **intermediate values are their ranks**: Tracr writes a categorical variable as a block of one-hot
+  dimensions in sorted value order, and no weight says which label a dimension had, so
+  `x = tokens + 1` and `x = tokens + 10` (with every table that reads x unchanged, row for row) are
+  the same weights. An intermediate categorical variable made by a Map or SequenceMap therefore
+  holds 0 … n−1, in the order of its original values. Labels that the model's interface fixes are
+  kept: the tokens, the indices, selector widths, the output (and the variables an Aggregate copies
+  into it), and numbers, which numerical MLPs and attention carry as magnitudes;
+- numbers are the float32 values a weight can carry;
+- a `SequenceMap(f, x, x)` keeps only what Tracr compiles of it: the diagonal and the image;
+- identical lines are merged;
+- lines are ordered by depth in the computation graph, ties broken by their content, and
+  variables renamed v1, v2, … in that order (the residual stream is laid out by these names).
 
-The canonical form makes equal programs equal token sequences, so the program id (a hash of the
-lines) deduplicates and splits: only ancestors of the output are kept, identical lines are merged,
-lines are ordered by depth in the computation graph with ties broken by their content, and variables
-are renamed v1, v2, … in that order.
+Operand order is kept as written (a SequenceMap's or a Select's operands are not sorted, even for
+symmetric functions): Tracr lays out the hidden units by operand order, so swapped operands are
+different weights.
 """
 
 from __future__ import annotations
@@ -25,126 +33,281 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from tracr.rasp import rasp
 
-from inverse_tracr.programs import library, values
+from inverse_tracr.programs import library, ops, values
+from inverse_tracr.programs.ops import OPS, Table
+from inverse_tracr.programs.values import OperandError, VarType
 
 NA = "NA"
 INPUTS = ("tokens", "indices")
-OPS = ("Map", "NumericalMap", "SequenceMap", "Select", "Aggregate", "SelectorWidth")
-FORMAT = "inverse-tracr/program/1"
+FORMAT = "inverse-tracr/program/2"
 
 #: The defaults of `from_rasp` and of the zoo: Tracr's own examples use similar sizes.
 DEFAULT_VOCAB = (0, 1, 2, 3, 4)
 DEFAULT_MAX_SEQ_LEN = 5
 MAX_LINES = 256
-
-Line = tuple[str, str, str, str, str]
+MAX_SEQ_LEN = 64
+#: Largest value set a line may have; larger MLPs than this are not what zoos are made of.
+MAX_VALUES = 4096
+MAX_TABLE = 1 << 16
 
 
 class ProgramError(ValueError):
-    """A program that is not well formed, or uses something outside the library."""
+    """A program that is not well formed, or that Tracr could not compile (the message says why)."""
+
+
+class Line(NamedTuple):
+    """One line: `ret = op(fn, *operands)`."""
+
+    op: str
+    fn: Table | None
+    operands: tuple[str, ...]
+    ret: str
+
+    def fields(self) -> list:
+        """The five fields `op, fn, arg1, arg2, ret` (NA where there is nothing)."""
+        args = list(self.operands) + [NA] * (2 - len(self.operands))
+        return [self.op, NA if self.fn is None else self.fn, *args, self.ret]
+
+    def sort_key(self, rank: dict[str, int]) -> tuple:
+        return (self.op, _fn_key(self.fn), tuple(rank[o] for o in self.operands))
+
+
+def _fn_key(fn: Table | None) -> str:
+    return "" if fn is None else json.dumps([values.to_json(v) for v in fn], separators=(",", ":"))
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _parse(line: Any) -> tuple[str, Any, tuple[str, ...], str]:
+    """(op, fn as given, operands, ret) from five fields `op, fn, arg1, arg2, ret`."""
+    if isinstance(line, Line):
+        return line.op, line.fn, line.operands, line.ret
+    if not isinstance(line, (list, tuple)) or len(line) != 5:
+        raise ProgramError(f"a line has 5 fields (op, fn, arg1, arg2, ret), got {line!r}")
+    op, fn, a1, a2, ret = line
+    if op not in OPS:
+        raise ProgramError(f"unknown operation {op!r} (expected one of {', '.join(OPS)})")
+    operands = tuple(a for a in (a1, a2) if a != NA)
+    if not all(isinstance(a, str) for a in (a1, a2, ret)) or len(operands) != ops.ARITY[op] or (a1 == NA and a2 != NA):
+        raise ProgramError(f"malformed {op} line {list(line)!r}: it takes {ops.ARITY[op]} operand(s)")
+    if ret in (NA, *INPUTS):
+        raise ProgramError(f"malformed {op} line {list(line)!r}: it cannot assign {ret!r}")
+    if (op in ops.FUNCTION_OPS) == (fn is None or fn == NA):
+        raise ProgramError(f"malformed {op} line {list(line)!r}: " + ("a function is missing" if op in ops.FUNCTION_OPS else "it takes no function"))
+    return op, (None if fn == NA else fn), operands, ret
+
+
+def _table(op: str, fn: Any, operands: Sequence[VarType]) -> Table | None:
+    """A line's function as a table: given as one (list or tuple), or by library name."""
+    if fn is None:
+        return None
+    if isinstance(fn, str):
+        return library.named_table(op, fn, operands)
+    if isinstance(fn, (list, tuple)) and len(fn) <= MAX_TABLE:
+        return tuple(None if v is None else values.from_json(v, f"{op} table") for v in fn)
+    raise ProgramError(f"{op}: a function is a library name or a table (list of at most {MAX_TABLE} values), got {fn!r}")
+
+
+def _normalise(op: str, fn: Table | None) -> Table | None:
+    """Numbers as float32 (all a weight holds); equal categorical outputs (0 and False) as the one
+    value that stands for them in the value set."""
+    if op in ("NumericalMap", "LinearSequenceMap"):
+        return tuple(values.number(v, op) for v in fn)
+    if op in ("Map", "SequenceMap"):
+        representative = {v: v for v in ops.image(values.check(v, op) if v is not None else None for v in fn)}
+        return tuple(None if v is None else representative[v] for v in fn)
+    return fn
+
+
+# --- canonical form --------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class Op:
-    """One parsed line: the operation, its function or predicate (if any) and its operands."""
+class _Typed:
+    """Lines (in an order where operands come first) and every variable's type."""
 
-    op: str
-    fn: str | None
-    operands: tuple[str, ...]
+    lines: dict[str, Line]
+    types: dict[str, VarType]
+    output: str
 
-    @classmethod
-    def parse(cls, line: Sequence[str]) -> tuple["Op", str]:
-        if len(line) != 5 or not all(isinstance(field, str) for field in line):
-            raise ProgramError(f"a line has 5 string fields, got {list(line)!r}")
-        op, a1, a2, a3, ret = line
-        if op in ("Map", "NumericalMap"):
-            parsed, unused = cls(op, a1, (a2,)), (a3,)
-        elif op in ("SequenceMap", "Select"):
-            parsed, unused = cls(op, a1, (a2, a3)), ()
-        elif op == "Aggregate":
-            parsed, unused = cls(op, None, (a1, a2)), (a3,)
-        elif op == "SelectorWidth":
-            parsed, unused = cls(op, None, (a1,)), (a2, a3)
+
+def _typed(lines: dict[str, Line], output: str, vocab: tuple, max_seq_len: int) -> _Typed:
+    types = values.input_types(vocab, max_seq_len)
+    for number, (ret, line) in enumerate(lines.items(), start=1):
+        try:
+            types[ret] = ops.result_type(line.op, line.fn, [types[o] for o in line.operands], max_seq_len)
+        except OperandError as error:
+            raise ProgramError(f"line {number} ({line.op} -> {ret}): {error}") from None
+        if not types[ret].selector and len(types[ret].values) > MAX_VALUES:
+            raise ProgramError(f"line {number} ({line.op} -> {ret}): {len(types[ret].values)} values (at most {MAX_VALUES})")
+    if types[output].selector:
+        raise ProgramError("the output must be a sequence, not a selector")
+    return _Typed(lines, types, output)
+
+
+def table_made(lines: dict[str, Line], types: dict[str, VarType]) -> dict[str, str]:
+    """Categorical variables whose values a Map or SequenceMap made (directly, or copied by
+    categorical Aggregates), each with the line that made them."""
+    root: dict[str, str] = {}
+    for ret, line in lines.items():  # operands come first, so an Aggregate's source has its root
+        copied = line.op == "Aggregate" and types[ret].categorical
+        root[ret] = root.get(line.operands[1], line.operands[1]) if copied else ret
+    return {
+        ret: root[ret] for ret in lines
+        if types[ret].categorical and root[ret] in lines and lines[root[ret]].op in ("Map", "SequenceMap")
+    }
+
+
+def ranked_variables(lines: dict[str, Line], types: dict[str, VarType], output: str) -> set[str]:
+    """Variables whose values are ranks: made by a table, and not copied into the output."""
+    made = table_made(lines, types)
+    kept = made.get(output)
+    return {ret for ret, root in made.items() if root != kept}
+
+
+def rank_view(var: VarType) -> VarType:
+    """A table-made variable as its consumers' aliases see it: its values' positions."""
+    return dataclasses.replace(var, values=tuple(range(len(var.values))))
+
+
+def _simplify(typed: _Typed) -> tuple[dict[str, Line], str, dict[str, str]] | None:
+    """One round of rewriting (ranks, SequenceMap(x, x), merging): (lines, output, merged
+    variable -> the one it was merged into), or None when nothing changes."""
+    lines, types = dict(typed.lines), typed.types
+    changed = False
+    for ret in ranked_variables(lines, types, typed.output):
+        line = lines[ret]
+        if line.op == "Aggregate":
+            continue  # copies its source's ranks
+        rank = {v: i for i, v in enumerate(types[ret].values)}
+        table = tuple(None if v is None else rank[v] for v in line.fn)
+        if _fn_key(table) != _fn_key(line.fn):
+            lines[ret], changed = line._replace(fn=table), True
+    for ret, line in lines.items():
+        if line.op == "SequenceMap" and line.operands[0] == line.operands[1]:
+            table = _one_variable_table(line.fn, len(types[line.operands[0]].values))
+            if _fn_key(table) != _fn_key(line.fn):
+                lines[ret], changed = line._replace(fn=table), True
+    seen: dict[tuple, str] = {}
+    alias: dict[str, str] = {}
+    merged: dict[str, Line] = {}
+    for ret, line in lines.items():
+        line = line._replace(operands=tuple(alias.get(o, o) for o in line.operands))
+        key = (line.op, _fn_key(line.fn), line.operands)
+        if key in seen:
+            alias[ret], changed = seen[key], True
         else:
-            raise ProgramError(f"unknown operation {op!r} (expected one of {', '.join(OPS)})")
-        if any(field != NA for field in unused) or NA in parsed.operands or ret in (NA, *INPUTS):
-            raise ProgramError(f"malformed {op} line {list(line)!r}")
-        return parsed, ret
-
-    def line(self, ret: str) -> Line:
-        fields = ([self.fn] if self.fn is not None else []) + list(self.operands)
-        return (self.op, *(fields + [NA] * (3 - len(fields))), ret)  # type: ignore[return-value]
-
-    @property
-    def commutative(self) -> bool:
-        fn = library.SEQUENCE_MAP_FNS.get(self.fn) if self.op == "SequenceMap" else None
-        return fn is not None and fn.commutative
+            seen[key] = ret
+            merged[ret] = line
+    if not changed:
+        return None
+    output = alias.get(typed.output, typed.output)
+    return _ancestors(merged, output), output, alias
 
 
-def canonicalize(lines: Iterable[Sequence[str]], output: str | None = None) -> tuple[Line, ...]:
-    """The canonical form of a program whose output is `output` (default: the last line's)."""
-    parsed: dict[str, Op] = {}
-    for line in lines:
-        op, ret = Op.parse(line)
-        if ret in parsed:
+def _one_variable_table(table: Table, n: int) -> Table:
+    """The canonical table of a SequenceMap(f, x, x).
+
+    Tracr compiles it as the Map x -> f(x, x) into a block sized by f's image over *all* pairs, so
+    the weights fix only the diagonal and the image: the extra values are written in order into
+    the first off-diagonal entries, and every other off-diagonal entry repeats its row's diagonal."""
+    diagonal = [table[i * n + i] for i in range(n)]
+    extra = [v for v in ops.image(table) if values.key(v) not in {values.key(d) for d in diagonal if d is not None}]
+    out = []
+    for i, j in itertools.product(range(n), repeat=2):
+        out.append(diagonal[i] if i == j or not extra else extra.pop(0))
+    return tuple(out)
+
+
+def _ancestors(lines: dict[str, Line], output: str) -> dict[str, Line]:
+    keep, stack = set(), [output]
+    while stack:
+        var = stack.pop()
+        if var not in INPUTS and var not in keep:
+            keep.add(var)
+            stack.extend(lines[var].operands)
+    return {ret: line for ret, line in lines.items() if ret in keep}
+
+
+@dataclasses.dataclass(frozen=True)
+class Canonical:
+    lines: tuple[Line, ...]
+    types: dict[str, VarType]
+    names: dict[str, str]  # each given variable that is kept (or merged into one kept) -> its name
+
+
+def canonicalize(raw: Iterable[Any], vocab: tuple, max_seq_len: int) -> Canonical:
+    """The canonical form of a program whose output is the last line's."""
+    lines: dict[str, Line] = {}
+    types = values.input_types(vocab, max_seq_len)
+    for number, item in enumerate(raw, start=1):
+        op, fn, operands, ret = _parse(item)
+        if ret in lines:
             raise ProgramError(f"variable {ret!r} is assigned twice")
-        for operand in op.operands:
-            if operand not in parsed and operand not in INPUTS:
+        for operand in operands:
+            if operand not in types:
                 raise ProgramError(f"variable {operand!r} is used before it is assigned")
-        parsed[ret] = op
-    if not parsed:
+        try:
+            table = _normalise(op, _table(op, fn, [types[o] for o in operands]))
+            types[ret] = ops.result_type(op, table, [types[o] for o in operands], max_seq_len)
+        except (OperandError, KeyError) as error:
+            raise ProgramError(f"line {number} ({op} -> {ret}): {error.args[0]}") from None
+        lines[ret] = Line(op, table, operands, ret)
+    if not lines:
         raise ProgramError("a program needs at least one line")
-    output = output if output is not None else next(reversed(parsed))
-    if output not in parsed:
-        raise ProgramError(f"output {output!r} is not assigned by any line")
+    output = next(reversed(lines))
+    typed = _typed(_ancestors(lines, output), output, vocab, max_seq_len)
+    merged_into = {ret: ret for ret in typed.lines}
+    for _ in range(MAX_LINES):
+        rewritten = _simplify(typed)
+        if rewritten is None:
+            break
+        *kept, alias = rewritten
+        merged_into = {raw: alias.get(now, now) for raw, now in merged_into.items()}
+        typed = _typed(*kept, vocab=vocab, max_seq_len=max_seq_len)
+    result, types, renamed = _rename(typed)
+    return Canonical(result, types, {raw: renamed[now] for raw, now in merged_into.items() if now in renamed})
+
+
+def _rename(typed: _Typed) -> tuple[tuple[Line, ...], dict[str, VarType], dict[str, str]]:
+    """Order by depth, ties by content; rename v1, v2, … in that order."""
+    lines = typed.lines
 
     @functools.cache
     def depth(var: str) -> int:
-        return 0 if var in INPUTS else 1 + max(depth(o) for o in parsed[var].operands)
+        return 0 if var in INPUTS else 1 + max(depth(o) for o in lines[var].operands)
 
-    ancestors, stack = set(), [output]
-    while stack:
-        var = stack.pop()
-        if var not in INPUTS and var not in ancestors:
-            ancestors.add(var)
-            stack.extend(parsed[var].operands)
-
-    # Number variables level by level: a line's operands all live on lower levels, so they are
-    # already renamed when its level is sorted, and identical lines get identical keys (merged).
     rank = {"tokens": -2, "indices": -1}
-    renamed: dict[str, str] = {name: name for name in INPUTS}
+    renamed = {name: name for name in INPUTS}
     result: list[Line] = []
-    for level in sorted({depth(v) for v in ancestors}):
-        keyed: dict[tuple, list[str]] = {}
-        for var in (v for v in ancestors if depth(v) == level):
-            op = parsed[var]
-            operands = [renamed[o] for o in op.operands]
-            if op.commutative:
-                operands.sort(key=lambda name: rank[name])
-            key = (op.op, op.fn or "", tuple(rank[o] for o in operands))
-            keyed.setdefault(key, []).append(var)
-            parsed[var] = Op(op.op, op.fn, tuple(operands))
-        for key in sorted(keyed):
+    for level in sorted({depth(v) for v in lines}):
+        here = [lines[v]._replace(operands=tuple(renamed[o] for o in lines[v].operands)) for v in lines if depth(v) == level]
+        for line in sorted(here, key=lambda line: line.sort_key(rank)):
             name = f"v{len(result) + 1}"
-            rank[name] = len(result) + 1
-            for var in keyed[key]:
-                renamed[var] = name
-            result.append(parsed[keyed[key][0]].line(name))
-    return tuple(result)
+            rank[name], renamed[line.ret] = len(result) + 1, name
+            result.append(line._replace(ret=name))
+    types = {renamed[v]: t for v, t in typed.types.items() if v in renamed}
+    return tuple(result), types, renamed
 
 
-@dataclasses.dataclass(frozen=True)
+# --- the program -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Program:
     """A RASP program over `tokens` and `indices`, in canonical form.
 
-    Build one from lines (`Program(lines, vocab, max_seq_len)`: they are canonicalised and
-    type-checked), from RASP (`Program.from_rasp`) or from JSON (`Program.from_json`).
+    Build one from lines (`Program(lines, vocab, max_seq_len)`: five fields each, `fn` a table or a
+    library name; they are type-checked and canonicalised), from RASP (`Program.from_rasp`) or
+    from JSON (`Program.from_json`). Equality and hashing follow the id.
     """
 
     lines: tuple[Line, ...]
@@ -152,51 +315,80 @@ class Program:
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
 
     def __post_init__(self):
-        if not isinstance(self.max_seq_len, int) or not 1 <= self.max_seq_len <= 64:
-            raise ProgramError(f"max_seq_len must be an integer from 1 to 64, got {self.max_seq_len!r}")
-        vocab = tuple(sorted(set(self.vocab)))
-        if not vocab or not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab):
-            raise ProgramError(f"vocab must be a non-empty list of integers, got {self.vocab!r}")
-        if len(self.lines) > MAX_LINES:
-            raise ProgramError(f"a program has at most {MAX_LINES} lines, got {len(self.lines)}")
+        if not isinstance(self.max_seq_len, int) or isinstance(self.max_seq_len, bool) or not 1 <= self.max_seq_len <= MAX_SEQ_LEN:
+            raise ProgramError(f"max_seq_len must be an integer from 1 to {MAX_SEQ_LEN}, got {self.max_seq_len!r}")
+        if not isinstance(self.vocab, (list, tuple, set, frozenset)) or not self.vocab:
+            raise ProgramError(f"vocab must be a non-empty list of values, got {self.vocab!r}")
+        try:
+            vocab = values.order(values.check(v, "vocab") for v in self.vocab)
+        except OperandError as error:
+            raise ProgramError(str(error)) from None
+        if len(vocab) > MAX_VALUES:
+            raise ProgramError(f"vocab has {len(vocab)} values (at most {MAX_VALUES})")
+        if not isinstance(self.lines, (list, tuple)) or len(self.lines) > MAX_LINES:
+            raise ProgramError(f"a program is a list of at most {MAX_LINES} lines")
+        canonical = canonicalize(self.lines, vocab, self.max_seq_len)
         object.__setattr__(self, "vocab", vocab)
-        object.__setattr__(self, "lines", canonicalize(self.lines))
-        self.types  # noqa: B018 - computing the types type-checks every line
+        object.__setattr__(self, "lines", canonical.lines)
+        object.__setattr__(self, "_types", canonical.types)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Program) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     # --- derived views ---------------------------------------------------------------------
 
     @property
     def output(self) -> str:
-        return self.lines[-1][-1]
+        return self.lines[-1].ret
 
     @property
-    def ops(self) -> list[tuple[Op, str]]:
-        return [Op.parse(line) for line in self.lines]
+    def types(self) -> dict[str, VarType]:
+        """Every variable's type and value set (inputs included)."""
+        return self._types  # type: ignore[attr-defined]
 
     @functools.cached_property
-    def types(self) -> dict[str, values.VarType]:
-        """Every variable's type and value set; ProgramError if a line cannot compile."""
-        types = values.input_types(self.vocab, self.max_seq_len)
-        for number, (op, ret) in enumerate(self.ops, start=1):
-            try:
-                types[ret] = values.result_type(
-                    op.op, op.fn, [types[o] for o in op.operands], self.max_seq_len
-                )
-            except (values.OperandError, KeyError) as error:
-                raise ProgramError(f"line {number} {list(self.lines[number - 1])}: {error}") from None
-        if types[self.output].selector:
-            raise ProgramError("the output must be a sequence, not a selector")
-        return types
+    def ranked(self) -> frozenset[str]:
+        """Variables whose values are ranks (see the module docstring)."""
+        return frozenset(ranked_variables({line.ret: line for line in self.lines}, self.types, self.output))
 
     @functools.cached_property
     def id(self) -> str:
-        """Hash of the canonical lines: equal programs have equal ids."""
-        blob = json.dumps(self.lines, separators=(",", ":")).encode()
+        """Hash of the canonical program: equal programs have equal ids; types count (`1` ≠ `1.0`)."""
+        blob = json.dumps(self._canonical_json(), separators=(",", ":"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def _canonical_json(self) -> dict[str, Any]:
+        return {
+            "lines": [_line_json(line) for line in self.lines],
+            "vocab": [values.to_json(v) for v in self.vocab],
+            "max_seq_len": self.max_seq_len,
+        }
+
+    def operand_types(self, line: Line) -> list[VarType]:
+        return [self.types[o] for o in line.operands]
+
+    @functools.cached_property
+    def aliases(self) -> tuple[str | None, ...]:
+        """Per line, the library name of its table (None if no library function has it).
+
+        A name is matched on the operands' values as the line sees them — positions for variables
+        a table made (`rank_view`), so that an alias never depends on whether a variable's labels
+        are kept as the output's — and on the line's outputs up to relabelling where they are ranks."""
+        made = table_made({line.ret: line for line in self.lines}, self.types)
+        views = {name: rank_view(t) if name in made else t for name, t in self.types.items()}
+        return tuple(
+            library.alias(line.op, line.fn, [views[o] for o in line.operands], line.ret in self.ranked)
+            if line.op in ops.TABLE_OPS else None
+            for line in self.lines
+        )
 
     @property
     def functions(self) -> list[str]:
-        return sorted({op.fn for op, _ in self.ops if op.fn is not None})
+        """Library names of the tables that have one."""
+        return sorted({a for a in self.aliases if a is not None})
 
     @property
     def encodings(self) -> dict[str, str]:
@@ -205,26 +397,13 @@ class Program:
     # --- RASP ------------------------------------------------------------------------------
 
     def to_rasp(self) -> rasp.SOp:
-        """The program as a Tracr RASP expression, made of library functions."""
+        """The program as a Tracr RASP expression; its functions look their tables up."""
         exprs: dict[str, rasp.RASPExpr] = {"tokens": rasp.tokens, "indices": rasp.indices}
-        for op, ret in self.ops:
-            args = [exprs[o] for o in op.operands]
-            if op.op in ("Map", "NumericalMap"):
-                expr = rasp.Map(library.MAP_FNS[op.fn], args[0], simplify=False)
-            elif op.op == "SequenceMap":
-                with _quiet_absl():  # Tracr warns about SequenceMap(f, x, x), which canonical forms produce
-                    expr = rasp.SequenceMap(library.SEQUENCE_MAP_FNS[op.fn], *args)
-            elif op.op == "Select":
-                expr = rasp.Select(args[0], args[1], library.PREDICATES[op.fn])
-            elif op.op == "Aggregate":
-                numerical = self.types[ret].encoding == values.NUMERICAL
-                expr = rasp.Aggregate(args[0], args[1], default=0 if numerical else None)
-            else:
-                expr = rasp.SelectorWidth(args[0])
-            if not self.types[ret].selector:
-                encode = rasp.numerical if self.types[ret].encoding == values.NUMERICAL else rasp.categorical
-                expr = encode(expr)
-            exprs[ret] = expr.named(ret)
+        for line in self.lines:
+            args = [exprs[o] for o in line.operands]
+            with _quiet_absl():  # Tracr warns about SequenceMaps of one variable's values
+                expr = ops.to_rasp(line.op, line.fn, args, self.operand_types(line), self.types[line.ret])
+            exprs[line.ret] = expr.named(line.ret)
         return exprs[self.output]  # type: ignore[return-value]
 
     def evaluate(self, xs: Sequence[Any]) -> list[Any]:
@@ -236,35 +415,15 @@ class Program:
         return self.to_rasp()
 
     @classmethod
-    def from_rasp(
-        cls, sop: rasp.SOp, vocab: Iterable[int] = DEFAULT_VOCAB, max_seq_len: int = DEFAULT_MAX_SEQ_LEN
-    ) -> "Program":
-        """Read a RASP program made of library functions (any lambda equal to one on its inputs).
+    def from_rasp(cls, sop: rasp.SOp, vocab: Iterable[Any] = DEFAULT_VOCAB, max_seq_len: int = DEFAULT_MAX_SEQ_LEN) -> "Program":
+        """Read any RASP program Tracr can compile, over `vocab` and inputs up to `max_seq_len`.
 
-        Raises ProgramError listing every unsupported expression and why.
+        Raises ProgramError listing every expression Tracr could not compile, and why.
         """
-        vocab = tuple(sorted(set(vocab)))
-        types = values.input_types(vocab, max_seq_len)
-        lines: list[Line] = []
-        problems: list[str] = []
-        names = {rasp.tokens.label: "tokens", rasp.indices.label: "indices"}
-        for expr in _postorder(sop):
-            if isinstance(expr, (rasp.TokensType, rasp.IndicesType)):
-                names[expr.label] = "tokens" if isinstance(expr, rasp.TokensType) else "indices"
-                continue
-            names[expr.label] = ret = f"x{len(names)}"
-            if any(names[child.label] not in types for child in expr.children):
-                continue  # its input was unsupported and is reported already
-            try:
-                line = _line_from_expr(expr, names, types)
-                op, _ = Op.parse(line)
-                types[ret] = values.result_type(op.op, op.fn, [types[o] for o in op.operands], max_seq_len)
-                lines.append(line)
-            except (ProgramError, values.OperandError) as error:
-                problems.append(f"{type(expr).__name__} {expr.name!r}: {error}")
-        if problems:
-            raise ProgramError("unsupported RASP expressions:\n" + "\n".join(problems))
-        return cls(tuple(lines), tuple(vocab), max_seq_len)
+        from inverse_tracr.programs.from_rasp import lines_from_rasp
+
+        vocab = tuple(vocab)
+        return cls(lines_from_rasp(sop, vocab, max_seq_len)[0], vocab, max_seq_len)
 
     # --- JSON ------------------------------------------------------------------------------
 
@@ -273,11 +432,9 @@ class Program:
         return {
             "format": FORMAT,
             "id": self.id,
-            "lines": [list(line) for line in self.lines],
+            **self._canonical_json(),
             "output": self.output,
-            "vocab": list(self.vocab),
-            "max_seq_len": self.max_seq_len,
-            "functions": self.functions,
+            "functions": list(self.aliases),
             "encodings": self.encodings,
             "source": self.source(),
         }
@@ -287,16 +444,21 @@ class Program:
         """Read `to_json` output. Untrusted input: any defect is a ProgramError saying what."""
         if not isinstance(data, dict):
             raise ProgramError(f"a program is a JSON object, got {type(data).__name__}")
+        if data.get("format", FORMAT) != FORMAT:
+            raise ProgramError(f"program format {data.get('format')!r} is not {FORMAT!r}: regenerate the zoo with this version")
         missing = {"lines", "vocab", "max_seq_len"} - data.keys()
         if missing:
             raise ProgramError(f"program JSON lacks {', '.join(sorted(missing))}")
-        lines = data["lines"]
+        lines, vocab = data["lines"], data["vocab"]
         if not isinstance(lines, list) or len(lines) > MAX_LINES:
             raise ProgramError(f"'lines' must be a list of at most {MAX_LINES} lines")
-        if not isinstance(data["vocab"], list):
-            raise ProgramError("'vocab' must be a list of integers")
-        program = cls(tuple(tuple(line) if isinstance(line, list) else line for line in lines),
-                      tuple(data["vocab"]), data["max_seq_len"])
+        if not isinstance(vocab, list):
+            raise ProgramError("'vocab' must be a list of values")
+        try:
+            vocab = tuple(values.from_json(v, "vocab") for v in vocab)
+        except OperandError as error:
+            raise ProgramError(str(error)) from None
+        program = cls(tuple(lines), vocab, data["max_seq_len"])
         if "id" in data and data["id"] != program.id:
             raise ProgramError(f"program id {data['id']!r} does not match its lines ({program.id})")
         return program
@@ -304,29 +466,45 @@ class Program:
     # --- reading ---------------------------------------------------------------------------
 
     def source(self) -> str:
-        """Readable RASP: one assignment per line, library functions by name."""
+        """Readable RASP: one assignment per line; tables shown by library name where one matches."""
         out = []
-        for op, ret in self.ops:
-            a = op.operands
-            if op.op == "Map":
-                text = f"Map({op.fn}, {a[0]})"
-            elif op.op == "NumericalMap":
-                text = f"numerical(Map({op.fn}, {a[0]}))"
-            elif op.op == "SequenceMap":
-                text = f"SequenceMap({op.fn}, {a[0]}, {a[1]})"
-            elif op.op == "Select":
-                text = f"Select({a[0]}, {a[1]}, {op.fn})"
-            elif op.op == "Aggregate":
-                numerical = self.types[ret].encoding == values.NUMERICAL
-                text = f"numerical(Aggregate({a[0]}, {a[1]}, default=0))" if numerical else f"Aggregate({a[0]}, {a[1]})"
+        for line, alias in zip(self.lines, self.aliases):
+            a = line.operands
+            fn = alias if alias is not None or line.op not in ops.TABLE_OPS else _show_table(line, self.operand_types(line))
+            numerical = self.types[line.ret].numerical
+            if line.op in ("Map", "NumericalMap"):
+                text = f"Map({fn}, {a[0]})"
+            elif line.op == "SequenceMap":
+                text = f"SequenceMap({fn}, {a[0]}, {a[1]})"
+            elif line.op == "LinearSequenceMap":
+                text = f"LinearSequenceMap({a[0]}, {a[1]}, {line.fn[0]:g}, {line.fn[1]:g})"
+            elif line.op == "Select":
+                text = f"Select({a[0]}, {a[1]}, {fn})"
+            elif line.op == "Aggregate":
+                text = f"Aggregate({a[0]}, {a[1]}, default=0)" if numerical else f"Aggregate({a[0]}, {a[1]})"
             else:
                 text = f"SelectorWidth({a[0]})"
-            out.append(f"{ret} = {text}")
+            out.append(f"{line.ret} = numerical({text})" if numerical else f"{line.ret} = {text}")
         out.append(f"program = {self.output}")
         return "\n".join(out)
 
     def __str__(self) -> str:
         return self.source()
+
+
+def _line_json(line: Line) -> list:
+    fields = line.fields()
+    if line.fn is not None:
+        fields[1] = [values.to_json(v) for v in line.fn]
+    return fields
+
+
+def _show_table(line: Line, operands: list[VarType]) -> str:
+    combos = list(itertools.product(*(o.values for o in operands)))
+    if line.op == "Select":  # the (key, query) pairs it selects
+        return "{" + ", ".join(f"({k!r}, {q!r})" for (k, q), v in zip(combos, line.fn) if v) + "}"
+    shown = [(c[0] if len(c) == 1 else c, v) for c, v in zip(combos, line.fn)]
+    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in shown) + "}"
 
 
 @contextlib.contextmanager
@@ -338,59 +516,3 @@ def _quiet_absl():
         yield
     finally:
         logger.setLevel(level)
-
-
-def _postorder(sop: rasp.RASPExpr) -> list[rasp.RASPExpr]:
-    order, seen = [], set()
-
-    def visit(expr: rasp.RASPExpr) -> None:
-        if expr.label in seen:
-            return
-        seen.add(expr.label)
-        for child in expr.children:
-            visit(child)
-        order.append(expr)
-
-    visit(sop)
-    return order
-
-
-def _line_from_expr(expr: rasp.RASPExpr, names: dict[str, str], types: dict[str, values.VarType]) -> Line:
-    """One line for one RASP expression whose children are already named and typed."""
-    name = lambda child: names[child.label]  # noqa: E731
-    value_set = lambda child: types[name(child)].values  # noqa: E731
-    ret = names[expr.label]
-    if isinstance(expr, rasp.Map):
-        if not rasp.is_categorical(expr.inner):
-            raise ProgramError("Map of a numerical input is not in the library")
-        fn = library.identify(expr.f, [value_set(expr.inner)])
-        if fn is None:
-            raise ProgramError(f"its function matches no library function on inputs {sorted(value_set(expr.inner))}")
-        op = "NumericalMap" if rasp.is_numerical(expr) else "Map"
-        return (op, fn.name, name(expr.inner), NA, ret)
-    if isinstance(expr, rasp.LinearSequenceMap):
-        raise ProgramError("LinearSequenceMap is not in the library")
-    if isinstance(expr, rasp.SequenceMap):
-        if rasp.is_numerical(expr):
-            raise ProgramError("a numerical SequenceMap is not in the library")
-        fn = library.identify(expr.f, [value_set(expr.fst), value_set(expr.snd)])
-        if fn is None:
-            raise ProgramError("its function matches no library function on its inputs")
-        return ("SequenceMap", fn.name, name(expr.fst), name(expr.snd), ret)
-    if isinstance(expr, rasp.Select):
-        predicate = library.identify_predicate(expr.predicate, value_set(expr.keys), value_set(expr.queries))
-        if predicate is None:
-            raise ProgramError("its predicate matches no comparison on its inputs")
-        return ("Select", predicate, name(expr.keys), name(expr.queries), ret)
-    if isinstance(expr, rasp.Aggregate):
-        if not isinstance(expr.selector, rasp.Select):
-            raise ProgramError("only Select selectors can be aggregated")
-        expected = 0 if rasp.is_numerical(expr) else None
-        if expr.default != expected or rasp.get_encoding(expr) != rasp.get_encoding(expr.sop):
-            raise ProgramError("Tracr needs default None (categorical) or 0 (numerical), and the input's encoding")
-        return ("Aggregate", name(expr.selector), name(expr.sop), NA, ret)
-    if isinstance(expr, rasp.SelectorWidth):
-        if not isinstance(expr.selector, rasp.Select):
-            raise ProgramError("only Select selectors have a width here")
-        return ("SelectorWidth", name(expr.selector), NA, NA, ret)
-    raise ProgramError("this kind of expression is not in the library")

@@ -1,26 +1,49 @@
-"""Tracr's hand-written `lib` programs that the named-function library can express.
+"""Tracr's hand-written `lib` programs, each at the vocabulary and length Tracr's own tests use.
 
-They are the out-of-distribution test set of the meta-model: written by people, not sampled.
+They are an out-of-distribution test set: written by people, not sampled, over letters, brackets
+and numbers, with lambda predicates, numerical Maps and LinearSequenceMaps.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 from tracr.compiler import lib
 from tracr.rasp import rasp
 
 from inverse_tracr.programs.program import Program
 
-FACTORIES: dict[str, Callable[[], rasp.SOp]] = {
-    "hist": lambda: lib.make_hist(),
-    "length": lambda: lib.make_length(),
-    "sort_unique": lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens),
-    "sort_indices_by_token": lambda: lib.make_sort_unique(rasp.indices, rasp.tokens),
-    "reverse": lambda: lib.make_reverse(rasp.tokens),
-    "frac_prevs": lambda: lib.make_frac_prevs(rasp.tokens == 1),
+
+@dataclasses.dataclass(frozen=True)
+class LibProgram:
+    make: Callable[[], rasp.SOp]
+    vocab: tuple[Any, ...]
+    max_seq_len: int
+
+    def program(self) -> Program:
+        return Program.from_rasp(self.make(), self.vocab, self.max_seq_len)
+
+
+_LETTERS = ("a", "b", "c", "d")
+
+#: name → program, vocabulary and length (from `tracr/compiler/test_cases.py`).
+LIB: dict[str, LibProgram] = {
+    "length": LibProgram(lib.make_length, _LETTERS, 5),
+    "reverse": LibProgram(lambda: lib.make_reverse(rasp.tokens), _LETTERS, 5),
+    "hist": LibProgram(lib.make_hist, _LETTERS, 5),
+    "sort_unique": LibProgram(lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens), (1, 2, 3, 4), 5),
+    "sort": LibProgram(lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1), (1, 2, 3, 4), 5),
+    "sort_freq": LibProgram(lambda: lib.make_sort_freq(max_seq_len=5), (1, 2, 3, 4), 5),
+    "frac_prevs": LibProgram(lambda: lib.make_frac_prevs(rasp.tokens == "l"), ("h", "e", "l", "o"), 5),
+    "pair_balance": LibProgram(lambda: lib.make_pair_balance(rasp.tokens, "(", ")"), ("a", "b", "c", "(", ")"), 10),
+    "shuffle_dyck2": LibProgram(lambda: lib.make_shuffle_dyck(["()", "{}"]), ("(", ")", "{", "}"), 5),
+    "shift_by": LibProgram(lambda: lib.shift_by(1, rasp.tokens), _LETTERS, 5),
+    "detect_pattern": LibProgram(lambda: lib.detect_pattern(rasp.tokens, "abc"), ("a", "b", "c"), 6),
+    "count_less_freq": LibProgram(lambda: lib.make_count_less_freq(2), _LETTERS, 6),
+    "count": LibProgram(lambda: lib.make_count(rasp.tokens, "a"), ("a", "b", "c"), 8),
 }
 
 
-def tracr_lib_programs(vocab: tuple, max_seq_len: int) -> dict[str, Program]:
-    return {name: Program.from_rasp(make(), vocab, max_seq_len) for name, make in FACTORIES.items()}
+def tracr_lib_programs() -> dict[str, Program]:
+    return {name: entry.program() for name, entry in LIB.items()}

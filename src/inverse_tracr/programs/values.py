@@ -1,18 +1,122 @@
-"""What each program variable can hold: selector or sequence, its encoding, its value set.
+"""Values and types: what a program variable can hold, in which order, and how it is written as JSON.
 
-The sampler uses these to reject, by construction, what Tracr cannot compile; `Program` uses them
-to check a program before it is built. They mirror `tracr.compiler.basis_inference` exactly (a
-test compares the two), because Tracr sizes every MLP and embedding from these sets.
+A variable is a selector, or a sequence with an encoding (categorical or numerical) and a value set.
+Value sets are tuples in **Tracr's order**: Tracr sorts every vector space's basis directions with
+`BasisDirection.__lt__`, which compares values with `<` and, where two values cannot be compared
+(a string and a number), compares their texts (`str(value)`: `"(" < "1" < "a"`). Embedding rows,
+one-hot blocks of the residual stream and MLP tables are all laid out in this order, so a table
+written in it is what the weights hold, row for row. (For a value set mixing strings and numbers
+this comparison need not be transitive; the order is then still deterministic, and a test checks
+it against Tracr's layout for a mixed vocabulary.)
+
+Values may be booleans, integers, finite floats, strings, or tuples of those (Tracr's n-ary
+SequenceMaps build tuples). JSON keeps their types exactly: `"1"` is not `1`, `1.0` is not `1`,
+`true` is not `1`, and a tuple is written `{"tuple": [...]}`.
+
+`result_type` mirrors `tracr.compiler.basis_inference` (a test compares the two), because Tracr
+sizes every MLP and embedding from these sets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
+from typing import Any, Iterable, Sequence
 
-from inverse_tracr.programs import library
+import numpy as np
 
 CATEGORICAL = "categorical"
 NUMERICAL = "numerical"
+
+Value = Any
+
+
+class OperandError(ValueError):
+    """An operation applied to operands or values it cannot take (the message says which and why)."""
+
+
+# --- single values ---------------------------------------------------------------------------
+
+
+def check(value: Value, where: str) -> Value:
+    """`value` if Tracr and JSON can both carry it; else OperandError naming it and `where`."""
+    if isinstance(value, bool) or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise OperandError(f"{where}: value {value!r} is not a finite number")
+        return value
+    if isinstance(value, np.generic):
+        return check(value.item(), where)
+    if isinstance(value, tuple):
+        return tuple(check(v, where) for v in value)
+    if value is None:
+        raise OperandError(f"{where}: None is not a value (it means 'undefined' in RASP)")
+    raise OperandError(f"{where}: value {value!r} of type {type(value).__name__} is not supported "
+                       "(use booleans, integers, finite floats, strings or tuples of them)")
+
+
+def is_number(value: Value) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+def number(value: Value, where: str) -> float:
+    """A numerical variable's value as the float32 number the weights can carry (True is 1.0)."""
+    if not is_number(value):
+        raise OperandError(f"{where}: a numerical value must be a number, got {value!r}")
+    result = float(np.float32(value))
+    if not math.isfinite(result):
+        raise OperandError(f"{where}: value {value!r} does not fit a float32 weight")
+    return result
+
+
+def _compare(a: Value, b: Value) -> int:
+    """Tracr's `BasisDirection.__lt__` on two values of one variable."""
+    try:
+        return -1 if a < b else (1 if b < a else 0)
+    except TypeError:
+        # Tracr falls back to comparing `str(BasisDirection(name, value))`, which is "name:value":
+        # the name is the same, so the values' texts decide.
+        x, y = str(a), str(b)
+        return -1 if x < y else (1 if y < x else 0)
+
+
+def order(values: Iterable[Value]) -> tuple:
+    """The distinct values in Tracr's order (see the module docstring)."""
+    # A fixed pre-order makes the result independent of the values' given order: it picks which
+    # of equal values (1, 1.0 and True are one value to Python and to Tracr) stands for them, and
+    # fixes the order where Tracr's comparison is not a total one.
+    unique: dict = {}
+    for v in sorted(values, key=lambda v: (type(v).__name__, repr(v))):
+        unique.setdefault(v, v)
+    return tuple(sorted(unique.values(), key=functools.cmp_to_key(_compare)))
+
+
+def to_json(value: Value) -> Any:
+    if isinstance(value, tuple):
+        return {"tuple": [to_json(v) for v in value]}
+    return value
+
+
+def from_json(data: Any, where: str) -> Value:
+    """A value from JSON; OperandError for anything `to_json` does not write."""
+    if isinstance(data, dict):
+        if set(data) != {"tuple"} or not isinstance(data["tuple"], list):
+            raise OperandError(f"{where}: malformed value {data!r}")
+        return tuple(from_json(v, where) for v in data["tuple"])
+    if isinstance(data, list):
+        raise OperandError(f"{where}: a value cannot be a list, got {data!r}")
+    return check(data, where)
+
+
+def key(value: Value) -> str:
+    """A type-exact text of a value (`1`, `1.0`, `true` and `"1"` all differ), for ids and sorting."""
+    return json.dumps(to_json(value), separators=(",", ":"))
+
+
+# --- variable types --------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,9 +125,8 @@ class VarType:
 
     selector: bool = False
     encoding: str = CATEGORICAL
-    values: frozenset = frozenset()
+    values: tuple = ()  # in Tracr's order
     # May hold None (an Aggregate that selects nothing, and anything computed from it).
-    # `rasp.evaluate` crashes when None reaches a Select or is averaged, so the sampler avoids it.
     nullable: bool = False
 
     @property
@@ -31,64 +134,27 @@ class VarType:
         return not self.selector and self.encoding == CATEGORICAL
 
     @property
+    def numerical(self) -> bool:
+        return not self.selector and self.encoding == NUMERICAL
+
+    @property
     def binary(self) -> bool:
         """Only numerical variables with values in {0, 1} can be averaged by Tracr's attention.
 
         The test is Tracr's own (`int(v)` in {0, 1}, so fractions pass it too): a stricter one
         would refuse programs Tracr compiles."""
-        return not self.selector and {int(v) for v in self.values} <= {0, 1}
+        return self.numerical and {int(v) for v in self.values} <= {0, 1}
+
+    def index(self) -> dict:
+        """Position of each value in the value set (how tables are indexed)."""
+        return {v: i for i, v in enumerate(self.values)}
 
 
 SELECTOR = VarType(selector=True)
 
 
-def input_types(vocab: tuple, max_seq_len: int) -> dict[str, VarType]:
+def input_types(vocab: Sequence[Value], max_seq_len: int) -> dict[str, VarType]:
     return {
-        "tokens": VarType(values=frozenset(vocab)),
-        "indices": VarType(values=frozenset(range(max_seq_len))),
+        "tokens": VarType(values=order(vocab)),
+        "indices": VarType(values=tuple(range(max_seq_len))),
     }
-
-
-class OperandError(ValueError):
-    """An operation applied to operands it cannot take (message says which and why)."""
-
-
-def result_type(op: str, fn: str | None, operands: list[VarType], max_seq_len: int) -> VarType:
-    """The type of `op(fn, *operands)`, or OperandError saying why Tracr could not compile it."""
-    nullable = any(o.nullable for o in operands)
-    if op in ("Map", "NumericalMap"):
-        (x,) = operands
-        _need(x.categorical, f"{op} needs a categorical input")
-        f = library.function(fn, 1)
-        encoding = NUMERICAL if op == "NumericalMap" else CATEGORICAL
-        _need(f.binary or encoding == CATEGORICAL, f"NumericalMap needs a comparison (0/1 valued), not {fn}")
-        return VarType(encoding=encoding, values=library.output_values(f, [x.values]), nullable=nullable)
-    if op == "SequenceMap":
-        x, y = operands
-        _need(x.categorical and y.categorical, "SequenceMap needs categorical inputs")
-        f = library.function(fn, 2)
-        return VarType(values=library.output_values(f, [x.values, y.values]), nullable=nullable)
-    if op == "Select":
-        keys, queries = operands
-        _need(keys.categorical and queries.categorical, "Select needs categorical keys and queries")
-        _need(fn in library.PREDICATES, f"unknown predicate {fn!r}")
-        return SELECTOR
-    if op == "Aggregate":
-        selector, sop = operands
-        _need(selector.selector, "Aggregate needs a selector first")
-        _need(not sop.selector, "Aggregate needs a sequence to aggregate")
-        if sop.encoding == NUMERICAL:
-            _need(sop.binary, "a numerical Aggregate can only average 0/1 values")
-            fractions = {v / n for v in sop.values for n in range(1, max_seq_len + 1)}
-            return VarType(encoding=NUMERICAL, values=frozenset(fractions))
-        return VarType(values=sop.values, nullable=True)
-    if op == "SelectorWidth":
-        (selector,) = operands
-        _need(selector.selector, "SelectorWidth needs a selector")
-        return VarType(values=frozenset(range(0, max_seq_len + 1)))
-    raise OperandError(f"unknown operation {op!r}")
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise OperandError(message)

@@ -11,12 +11,11 @@ import time
 from typing import Any
 
 from inverse_tracr.compile.compiler import compile_program
-from inverse_tracr.compile.verify import expected_outputs, make_inputs, verify
+from inverse_tracr.compile.verify import EXHAUSTIVE_LIMIT, check_inputs, input_space, screen, verify_groups
 from inverse_tracr.programs.sampler import SamplerConfig, SamplerError, sample_program
 from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.manifest import versions
-
-SAMPLE_FORMAT = "inverse-tracr/sample/1"
+from inverse_tracr.zoo.sample import SAMPLE_FORMAT
 
 
 def candidate_rng(seed: int, shard: int, candidate: int) -> random.Random:
@@ -31,8 +30,8 @@ def build_candidate(payload: dict[str, Any]) -> dict[str, Any]:
         program = sample_program(candidate_rng(seed, shard, candidate), config)
     except SamplerError:
         return {"reason": "sampler_dead_end"}
-    inputs = make_inputs(program, payload["verify_inputs"], seed=seed)
-    expected, reason = expected_outputs(program, inputs)
+    inputs = check_inputs(program, payload["verify_inputs"], seed=seed)
+    expected, reason = screen(program, inputs)
     if reason is not None:
         return {"reason": reason, "ops": len(program.lines)}
     started = time.perf_counter()
@@ -41,7 +40,8 @@ def build_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - Tracr fails in many ways; each is a rejection
         return {"reason": f"compile_error:{type(error).__name__}", "ops": len(program.lines)}
     compile_seconds = time.perf_counter() - started
-    verification = verify(model, inputs, expected)
+    exhaustive = input_space(program.vocab, program.max_seq_len) <= EXHAUSTIVE_LIMIT
+    verification = verify_groups(model, program, inputs, expected, exhaustive)
     if not verification.passed:
         return {"reason": "wrong_output", "ops": len(program.lines)}
     meta = {

@@ -3,11 +3,14 @@ pass, no JAX) on fresh inputs and compared with `rasp.evaluate` again."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel, Layout
 from inverse_tracr.compile.verify import expected_outputs, make_inputs, verify
+from inverse_tracr.programs import values
 from inverse_tracr.zoo.sample import Sample
 from inverse_tracr.zoo.shards import Reader
 from inverse_tracr.zoo.splits import split_of
@@ -30,9 +33,8 @@ def describe(sample: Sample, examples: int = 3) -> str:
         f"sample {sample.key} ({sample.kind}, split {split_of(sample.key)}) from {sample.url}",
         f"program: {len(program.lines)} lines, vocab {list(program.vocab)}, max_seq_len {program.max_seq_len}",
         *("  " + line for line in program.source().splitlines()),
-        "canonical lines:",
-        "  " + " ".join(f"{field:<13}" for field in ("op", "arg1", "arg2", "arg3", "ret")),
-        *("  " + " ".join(f"{field:<13}" for field in line) for line in program.lines),
+        "canonical lines (op, arg1, arg2, ret: function as a table on the arguments' values, in their order):",
+        *(f"  {line.op:<22} {' '.join(f'{a:<8}' for a in line.fields()[2:4])} {line.ret:<5} {_table(line)}" for line in program.lines),
     ]
     try:
         layout = Layout.from_json(sample.meta["model"])
@@ -67,6 +69,10 @@ def describe(sample: Sample, examples: int = 3) -> str:
     for xs, want, have in zip(inputs, expected, got):
         out.append(f"  {xs} -> rasp {want} | model {_round(have)}")
     return "\n".join(out)
+
+
+def _table(line) -> str:
+    return "" if line.fn is None else json.dumps([values.to_json(v) for v in line.fn], separators=(",", ":"))
 
 
 def _round(values: list) -> list:

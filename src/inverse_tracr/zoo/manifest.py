@@ -8,6 +8,7 @@ refused, with the differing settings named.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from importlib import metadata
 from typing import Any
@@ -16,7 +17,8 @@ from inverse_tracr.programs.sampler import SamplerConfig
 from inverse_tracr.zoo.sample import dumps
 from inverse_tracr.zoo.store import Store
 
-ZOO_FORMAT = "inverse-tracr/zoo/1"
+#: Version 2: programs are tables (ids and targets changed); a version-1 zoo is refused.
+ZOO_FORMAT = "inverse-tracr/zoo/2"
 
 
 class ZooConfigError(ValueError):
@@ -34,7 +36,10 @@ class ZooConfig:
     vocab_size: int = 5
     max_seq_len: int = 5
     seed: int = 0
-    verify_inputs: int = 32
+    #: Random inputs checked when the input space is too large to check every input.
+    verify_inputs: int = 1024
+    #: Share of Map, SequenceMap and Select lines with a random table instead of a library function.
+    random_tables: float = 0.1
 
     def __post_init__(self):
         if not 1 <= self.shard_size <= 100_000:
@@ -47,13 +52,14 @@ class ZooConfig:
 
     @property
     def sampler(self) -> SamplerConfig:
-        return SamplerConfig(self.min_ops, self.max_ops, self.vocab_size, self.max_seq_len)
+        return SamplerConfig(self.min_ops, self.max_ops, self.vocab_size, self.max_seq_len, self.random_tables)
 
     def shards_for(self, programs: int) -> int:
         """Shards needed for at least `programs` programs (whole shards only)."""
         return -(-programs // self.shard_size)
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     packages = ("inverse-tracr", "tracr-pypi", "jax", "dm-haiku", "numpy", "webdataset")
     return {name: metadata.version(name) for name in packages}
@@ -81,6 +87,12 @@ def open_zoo(store: Store, zoo: str, config: ZooConfig) -> None:
 def read_config(store: Store, zoo: str) -> ZooConfig:
     try:
         record: Any = json.loads(store.read_bytes(zoo, "zoo.json"))
+        if record.get("format") != ZOO_FORMAT:
+            raise ZooConfigError(
+                f"zoo {zoo!r} in {store.url} was written in format {record.get('format')!r}, which this "
+                f"version cannot read ({ZOO_FORMAT}: programs are tables now, so ids and labels changed); "
+                "generate it again under another --zoo name, or delete it first"
+            )
         return ZooConfig(**record["config"])
     except FileNotFoundError:
         raise ZooConfigError(f"no zoo {zoo!r} in {store.url} (no zoo.json)") from None

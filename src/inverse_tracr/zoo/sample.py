@@ -20,6 +20,8 @@ import numpy as np
 
 from inverse_tracr.programs import Program, ProgramError
 
+#: The sample format; version 2: programs of tables (`programs.program.FORMAT`), exhaustive checks.
+SAMPLE_FORMAT = "inverse-tracr/sample/2"
 FILES = ("program.json", "params.npz", "meta.json")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 MAX_PARAMS = 512
