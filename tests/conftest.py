@@ -84,3 +84,24 @@ def s3_bucket():
     fsspec.filesystem("s3", **options).mkdir("test-bucket")
     yield "s3://test-bucket"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def zoo32(tmp_path_factory):
+    """32 verified programs of 3–5 lines (the meta-model and decompilation tests train on them)."""
+    store = tmp_path_factory.mktemp("meta")
+    generate(str(store), "z", ZooConfig(shard_size=16, min_ops=3, max_ops=5, seed=11), programs=32, workers=2, progress=False)
+    return store
+
+
+@pytest.fixture(scope="session")
+def overfit(zoo32, tmp_path_factory):
+    """A tiny model trained on zoo32's 32 programs, and its TensorBoard folder."""
+    from inverse_tracr.meta.model import MetaConfig
+    from inverse_tracr.meta.train import TrainConfig, load_model, train
+
+    logs = tmp_path_factory.mktemp("logs")
+    config = TrainConfig(store=str(zoo32), zoo="z", run="overfit", split=None, model=MetaConfig(preset="tiny", max_chunks=128),
+                         steps=300, batch_size=32, lr=3e-3, warmup=10, shuffle_buffer=0, checkpoint_every=300)
+    train(config, logdir=str(logs), progress=False)
+    return load_model(str(zoo32), "z", "overfit"), logs

@@ -9,6 +9,7 @@ import pytest
 from inverse_tracr.evaluate import metrics
 from inverse_tracr.meta import vocab
 from inverse_tracr.programs import Program
+from inverse_tracr.zoo import read_samples
 
 TRUE = Program((
     ("Map", "lt_3", "tokens", "NA", "v1"),
@@ -84,6 +85,23 @@ def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path)
         assert 0 <= summary["token_accuracy"] <= 1 and set(summary["buckets"]) == {f">={b}%" for b in metrics.BUCKETS}
     assert [h["step"] for h in saved["history"]] == [5, 10, 15, 20]
     assert len(saved["lib"]) == 13 and {r["name"] for r in saved["lib"]} >= {"hist", "length", "shuffle_dyck2", "shift_by"}
+    # The exact reader reads every standard model; its figures are kept apart from the meta-model's.
+    assert saved["reader"]["read"] == saved["reader"]["exact"] == 1 and saved["reader"]["wrong"] == 0
+    assert saved["search"]["programs"] == 12 and saved["search"]["false_verified"] == 0
+    assert 0 <= saved["search"]["functional"] <= 1 and saved["search"]["seconds_per_program"] > 0
+    lines = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    samples = {s.key: s for s in read_samples(str(small_zoo / "small/standard/shard-{000000..000001}.tar"))}
+    assert sorted(line["key"] for line in lines) == sorted(samples)
+    for line in lines:  # every prediction round-trips, and its verdicts are the recorded ones
+        true = Program.from_json(line["true"])
+        assert true == samples[line["key"]].program
+        assert Program.from_json(line["reader"]["program"]) == true and line["reader"]["verified"]
+        found = line["search"]
+        if found["program"] is not None:
+            assert (Program.from_json(found["program"]) == true) == found["exact"]
+        assert found["verified"] <= found["functional"]  # a verified answer is never wrong
+    text_ = (folder / "report.md").read_text()
+    assert "greedy vs checked search" in text_ and "Exact reader" in text_
     text = (folder / "report.md").read_text()
     assert "## Accuracy buckets" in text and "thesis (15 ops)" in text and "lib" in text
     for name in ("buckets.png", "confusion.png", "learning_curve.png"):

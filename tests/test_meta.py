@@ -27,15 +27,6 @@ from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 from inverse_tracr.zoo import read_samples
-from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
-
-
-@pytest.fixture(scope="module")
-def zoo32(tmp_path_factory):
-    store = tmp_path_factory.mktemp("meta")
-    generate(str(store), "z", ZooConfig(shard_size=16, min_ops=3, max_ops=5, seed=11), programs=32, workers=2, progress=False)
-    return store
 
 
 def test_weight_chunks_reassemble_to_the_original_tensors(small_zoo):
@@ -85,16 +76,6 @@ def test_program_tokens_round_trip_and_the_grammar_admits_every_true_program():
 def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
     with pytest.raises(ProgramError, match=fragment):
         vocab.decode([vocab.INDEX[t] for t in tokens], (0, 1, 2, 3, 4), 5)
-
-
-@pytest.fixture(scope="module")
-def overfit(zoo32, tmp_path_factory):
-    """A tiny model trained on zoo32's 32 programs, and its TensorBoard folder."""
-    logs = tmp_path_factory.mktemp("logs")
-    config = TrainConfig(store=str(zoo32), zoo="z", run="overfit", split=None, model=MetaConfig(preset="tiny", max_chunks=128),
-                         steps=300, batch_size=32, lr=3e-3, warmup=10, shuffle_buffer=0, checkpoint_every=300)
-    train(config, logdir=str(logs), progress=False)
-    return load_model(str(zoo32), "z", "overfit"), logs
 
 
 def test_tiny_model_overfits_32_programs(zoo32, overfit):

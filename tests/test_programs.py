@@ -18,61 +18,10 @@ from inverse_tracr.programs import Program, ProgramError, values
 from inverse_tracr.programs.from_rasp import lines_from_rasp
 from inverse_tracr.programs.program import canonicalize
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
+from inverse_tracr.programs.handwritten import HANDWRITTEN
 from inverse_tracr.programs.tracr_lib import LIB
 
-# --- hand-written programs, as users write them ----------------------------------------------
-
-
-def _dyck():
-    opens = rasp.numerical(rasp.Map(lambda t: 1 if t == "(" else 0, rasp.tokens))
-    closes = rasp.numerical(rasp.Map(lambda t: 1 if t == ")" else 0, rasp.tokens))
-    prevs = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
-    balance = rasp.numerical(rasp.LinearSequenceMap(
-        rasp.numerical(rasp.Aggregate(prevs, opens, default=0)),
-        rasp.numerical(rasp.Aggregate(prevs, closes, default=0)), 1, -1))
-    return rasp.Map(lambda b: "open" if b > 0 else ("balanced" if b == 0 else "broken"), balance)
-
-
-def _words():
-    lengths = rasp.Map(len, rasp.tokens)
-    same = rasp.Select(lengths, lengths, rasp.Comparison.EQ)
-    return rasp.SelectorWidth(same)
-
-
-def _shift_detector():
-    previous = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 1), rasp.tokens)
-    return rasp.SequenceMap(lambda x, y: x == y, rasp.tokens, previous)
-
-
-def _running_fraction():
-    big = rasp.numerical(rasp.Map(lambda x: x > 2, rasp.tokens))
-    return rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), big, default=0))
-
-
-def _doubled_fraction():
-    return rasp.numerical(rasp.Map(lambda f: 2 * f, _running_fraction()))
-
-
-HAND_WRITTEN = {  # name -> (program, vocab, max_seq_len)
-    "square_mod": (lambda: rasp.Map(lambda x: x * x % 5, rasp.tokens), (0, 1, 2, 3, 4), 5),
-    "negate": (lambda: rasp.Map(lambda x: -x, rasp.tokens), (0, 1, 2, 3, 4), 5),
-    "clip": (lambda: rasp.Map(lambda x: min(max(x, 1), 3), rasp.Map(lambda x: x * 2, rasp.tokens)), (0, 1, 2, 3), 5),
-    "parity_count": (lambda: rasp.SelectorWidth(rasp.Select(rasp.Map(lambda x: x % 2 == 0, rasp.tokens), rasp.tokens, lambda k, q: k and q > 0)), (0, 1, 2, 3), 5),
-    "identity": (lambda: rasp.Map(lambda x: x, rasp.tokens), ("x", "y"), 4),
-    "dyck": (_dyck, ("(", ")", "a"), 6),
-    "words": (_words, ("the", "cat", "sat", "on", "a", "mat"), 5),
-    "shift_detector": (_shift_detector, ("a", "b", "c"), 5),
-    "running_fraction": (_running_fraction, (1, 2, 3, 4), 5),
-    "doubled_fraction": (_doubled_fraction, (1, 2, 3, 4), 2),
-    "float_vocab": (lambda: rasp.Map(lambda x: x * 2, rasp.tokens), (0.5, 1.5, 2.5), 4),
-    "mixed_vocab": (lambda: rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)), ("a", "b", 1, 2), 4),
-    "string_labels": (lambda: rasp.Map(lambda x: "big" if x > 2 else "small", rasp.tokens), (1, 2, 3, 4), 4),
-    "triples": (lambda: lib.make_nary_sequencemap(lambda a, b, c: a + b - c, rasp.tokens, rasp.tokens, rasp.indices), (0, 1, 2), 4),
-    "numerical_width": (lambda: rasp.numerical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT))), (0, 1, 2), 4),
-    "booleans": (lambda: rasp.SequenceMap(lambda x, y: x and not y, rasp.tokens, lib.shift_by(1, rasp.tokens)), (False, True), 4),
-}
-
-USER_PROGRAMS = {**{f"lib:{n}": (e.make, e.vocab, e.max_seq_len) for n, e in LIB.items()}, **HAND_WRITTEN}
+USER_PROGRAMS = {**{f"lib:{n}": e for n, e in LIB.items()}, **HANDWRITTEN}
 
 
 def _inputs(vocab, max_seq_len: int, n_random: int = 60, seed: int = 0) -> list[list]:
@@ -118,8 +67,8 @@ def _with_names(sop: rasp.SOp, names: dict[str, str]) -> rasp.SOp:
 
 @pytest.mark.parametrize("name", sorted(USER_PROGRAMS))
 def test_user_programs_round_trip_and_compile_to_the_users_weights(name):
-    make, vocab, max_seq_len = USER_PROGRAMS[name]
-    sop = make()
+    entry = USER_PROGRAMS[name]
+    sop, vocab, max_seq_len = entry.make(), entry.vocab, entry.max_seq_len
     program = Program.from_rasp(sop, vocab, max_seq_len)
     assert Program.from_json(program.to_json()) == program
     assert Program.from_rasp(program.to_rasp(), vocab, max_seq_len) == program

@@ -227,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive, help="evaluate at most this many programs")
     ev.add_argument("--decoding", default="both", choices=["both", "teacher_forced", "autoregressive"], help="(default: %(default)s)")
     ev.add_argument("--no-lib", action="store_true", help="skip Tracr's lib programs")
+    ev.add_argument("--data", help="evaluate on other shards: a shard URL pattern, or a zoo folder <store>/<zoo> (e.g. a held-out seed)")
+    ev.add_argument("--beam", type=int, default=4, help="beam width of the checked search (0: no search) (default: %(default)s)")
+    ev.add_argument("--repair-rounds", type=int, default=1, help="repair rounds of the search (default: %(default)s)")
+    ev.add_argument("--budget-seconds", type=float, default=5.0, help="search time per program (default: %(default)s)")
+    ev.add_argument("--no-reader", action="store_true", help="skip the exact reader's figures")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_evaluate)
 
@@ -257,26 +262,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = stages.add_parser(
         "decompile",
-        help="decompile one sample's weights with a trained meta-model; show true and predicted programs",
-        description="Read a sample's weights, predict its program with the newest checkpoint of a run, and show which lines differ.",
+        help="the program a model computes, with the evidence for it (exact reader, else meta-model + checked search)",
+        description=(
+            "Decompile a model: a zoo sample (shard URL and --index/--key) or a params .npz with --layout. Standard "
+            "Tracr models are read exactly from their weights; others (distilled students) go to the meta-model of "
+            "--store/--zoo/--run, whose candidates (greedy, beam search, samples, repairs) are each run against the "
+            "model on every input: the answer is the one that agrees best, marked verified or not."
+        ),
     )
     _which_sample(dec)
     _where(dec, run=True)
+    dec.add_argument("--layout", help="with a .npz: the model's layout (a sample's meta.json, or its 'model' object)")
+    dec.add_argument("--method", choices=("auto", "reader", "meta"), default="auto",
+                     help="auto: the reader, then the meta-model where it refuses (default: %(default)s)")
+    dec.add_argument("--beam", type=_positive, default=8, help="beam width of the search (1: greedy only) (default: %(default)s)")
+    dec.add_argument("--samples", type=int, default=0, help="programs sampled besides the beam (default: %(default)s)")
+    dec.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
+    dec.add_argument("--repair-rounds", type=int, default=1, help="rounds of repair around the best candidates (default: %(default)s)")
+    dec.add_argument("--budget-seconds", type=float, default=10.0, help="stop searching after this long (default: %(default)s)")
+    dec.add_argument("--json", action="store_true", help="print the result as JSON")
     dec.set_defaults(handler=_decompile)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from inverse_tracr.evaluate import report
     from inverse_tracr.pipeline.run import load_values, plan, run
 
     reports = run(plan(load_values(args.config, args.preset)), progress=not args.quiet)
     for kind, result in reports.items():
         print(f"\n{kind} models ({result['programs']} programs):")
-        print(report.text_table(report.bucket_table(result)))
-        for decoding, summary in result["decodings"].items():
-            print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%")
-        print(f"report: {result['location']}/report.md, plots: buckets.png, confusion.png, learning_curve.png")
+        _print_result(result)
     return 0
 
 
@@ -378,22 +393,37 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from inverse_tracr.evaluate import report
     from inverse_tracr.evaluate.run import DECODINGS, EvalConfig, evaluate
+    from inverse_tracr.meta.decompile import SearchConfig
 
     decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
-    config = EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=args.kind, split=args.split,
-                        limit=args.limit, decodings=decodings, lib=not args.no_lib)
-    result = evaluate(config, progress=not args.quiet)
+    search = SearchConfig(beam=args.beam, repair_rounds=args.repair_rounds, budget_seconds=args.budget_seconds)
+    config = EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=args.kind, split=args.split, limit=args.limit,
+                        decodings=decodings, lib=not args.no_lib, data=args.data, search=search, reader=not args.no_reader)
+    _print_result(evaluate(config, progress=not args.quiet))
+    return 0
+
+
+def _print_result(result: dict) -> None:
+    """An evaluation's figures: the bucket table, greedy, search and reader, apart."""
+    from inverse_tracr.evaluate import report
+
     print(report.text_table(report.bucket_table(result)))
     for decoding, summary in result["decodings"].items():
         print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functionally equivalent {100 * summary['functional']:.1f}%, "
               f"valid programs {100 * summary['valid']:.1f}%")
+    if result.get("search"):
+        found = result["search"]
+        print(f"meta-model + checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
+              f"functionally equivalent {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
+    if result.get("reader"):
+        read = result["reader"]
+        print(f"exact reader (not the meta-model): read {100 * read['read']:.1f}%, exact {100 * read['exact']:.1f}%, "
+              f"functionally equivalent {100 * read['functional']:.1f}%, {read['wrong']} wrong")
     if result["lib"]:
         right = [r["name"] for r in result["lib"] if r["exact"]]
-        print(f"Tracr lib programs exactly right: {', '.join(right) if right else 'none'} (of {len(result['lib'])})")
-    print(f"report: {result['location']}/report.md (plots beside it)")
-    return 0
+        print(f"Tracr lib programs exactly right (meta-model, greedy): {', '.join(right) if right else 'none'} (of {len(result['lib'])})")
+    print(f"report: {result['location']}/report.md, predictions.jsonl and plots beside it")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -421,31 +451,62 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _decompile(args: argparse.Namespace) -> int:
-    from inverse_tracr.compile.model import Layout
-    from inverse_tracr.meta.train import load_model
-    from inverse_tracr.programs import ProgramError
-    from inverse_tracr.zoo.inspect import find_sample
+    import json
 
-    sample, errors = find_sample(args.url, key=args.key, index=args.index)
-    if sample is None:
-        raise UserError(errors[0] if errors else f"no such sample in {args.url}")
-    model = load_model(args.store, args.zoo, args.run)
-    true = sample.program
-    print(f"sample {sample.key} from {sample.url}")
-    print("true program:")
-    print("\n".join("  " + line for line in true.source().splitlines()))
-    try:
-        output_values = Layout.from_json(sample.meta["model"]).output_values
-        predicted = model.decompile(sample.params, true.vocab, true.max_seq_len, output_values)
-    except ProgramError as error:
-        print(f"predicted: not a valid program ({error})")
+    from inverse_tracr.compile.model import CompiledModel, Layout
+    from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample
+    from inverse_tracr.zoo.inspect import find_sample
+    from inverse_tracr.zoo.sample import SampleError, params_from_npz
+
+    true, threshold = None, 1.0
+    if args.url.endswith(".npz"):
+        if not args.layout:
+            raise UserError("a .npz holds only parameters: give the model's layout with --layout (a sample's meta.json)")
+        try:
+            with open(args.url, "rb") as f:
+                params = params_from_npz(f.read())
+            with open(args.layout) as f:
+                layout = json.load(f)
+            model = CompiledModel(params, Layout.from_json(layout.get("model", layout)))
+        except (OSError, ValueError, SampleError, AttributeError) as error:
+            raise UserError(f"cannot read the model: {error}") from None
+    else:
+        sample, errors = find_sample(args.url, key=args.key, index=args.index)
+        if sample is None:
+            raise UserError(errors[0] if errors else f"no such sample in {args.url}")
+        model, threshold = model_from_sample(sample)
+        true = sample.program
+    meta_model = None
+    if args.method != "reader":
+        from inverse_tracr.meta.train import TrainError, load_model
+
+        try:
+            meta_model = load_model(args.store, args.zoo, args.run)
+        except (TrainError, FileNotFoundError) as error:
+            if args.method == "meta":
+                raise UserError(str(error)) from None
+    config = SearchConfig(args.beam, args.samples, args.temperature, args.repair_rounds, budget_seconds=args.budget_seconds)
+    result = decompile(model, meta_model, args.method, threshold, config)
+    if args.json:
+        print(json.dumps({**result.to_json(), "true": None if true is None else true.to_json()}, indent=1))
         return 0
-    print("predicted program:" + ("  (exactly right)" if predicted == true else ""))
-    for i, (line, text) in enumerate(zip(predicted.lines, predicted.source().splitlines())):
-        mark = " " if i < len(true.lines) and true.lines[i] == line else "*"
-        print(f"{mark} {text}")
-    right = sum(a == b for a, b in zip(true.lines, predicted.lines))
-    print(f"{right} of {len(true.lines)} true lines predicted exactly (* marks lines that differ)")
+    if true is not None:
+        print("true program:")
+        print("\n".join("  " + line for line in true.source().splitlines()))
+    e = result.evidence
+    if result.program is None:
+        print(f"no program ({e.method}): {e.reader_refusal or 'no candidate parsed'}")
+        return 0
+    status = "VERIFIED" if e.verified else "NOT verified"
+    print(f"decompiled ({e.method}, {status}){'  — exactly right' if true is not None and result.program == true else ''}:")
+    for i, text in enumerate(result.program.source().splitlines()):
+        differs = true is not None and (i >= len(true.lines) or i >= len(result.program.lines) or true.lines[i] != result.program.lines[i])
+        print(f"{'*' if differs and i < len(result.program.lines) else ' '} {text}")
+    print(f"agreement with the model: {e.agreement:.2%} of the {e.defined:.0%} of outputs it defines, on "
+          f"{e.inputs} {'(all)' if e.exhaustive else 'random'} inputs (verified needs {e.threshold:.2%}); "
+          f"recompiled to the same weights: {e.identical_weights}; {e.candidates} candidate(s) in {e.seconds:.2f} s")
+    if e.reader_refusal:
+        print(f"reader: {e.reader_refusal}")
     return 0
 
 

@@ -68,7 +68,7 @@ def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[Grou
                 return None, "evaluation_error"
             return None, "aggregate_not_unique"
     output = program.types[program.output]
-    defined = [_defined(g.output) for g in groups]
+    defined = [g.defined for g in groups]
     if sum(d.sum() for d in defined) < (1 - MAX_NONE_FRACTION) * sum(d.size for d in defined):
         return None, "mostly_none"
     if len(np.unique(np.concatenate([g.output[d] for g, d in zip(groups, defined)]))) < 2:
@@ -102,7 +102,7 @@ def verify_groups(model: CompiledModel, program: Program, inputs: Sequence[Seque
         as_layout = np.array([layout_index.get(v, -1) for v in output.values])
     for group in groups:
         got = forward.output_array(model, forward.token_ids(model, [inputs[i] for i in group.rows]))
-        defined = _defined(group.output)
+        defined = group.defined
         if output.categorical:
             wrong = as_layout[np.maximum(group.output, 0)] != got
         else:
@@ -110,10 +110,6 @@ def verify_groups(model: CompiledModel, program: Program, inputs: Sequence[Seque
         positions += int(defined.sum())
         mismatches += int((wrong & defined).sum())
     return Verification(len(inputs), positions, mismatches, exhaustive)
-
-
-def _defined(output: np.ndarray) -> np.ndarray:
-    return ~np.isnan(output) if output.dtype.kind == "f" else output >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +138,10 @@ def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequ
             if want is None:
                 continue
             positions += 1
-            same = math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL) if numerical else got == want
-            mismatches += not same
+            mismatches += not same_value(got, want, numerical)
     return Verification(len(inputs), positions, mismatches, exhaustive)
+
+
+def same_value(got: Any, want: Any, numerical: bool) -> bool:
+    """A model's output against RASP's: numbers within Tracr's tolerance, labels equal."""
+    return math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL) if numerical else got == want

@@ -72,6 +72,25 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(_markdown([["lines", "programs", "tokens %", "exact %", "functional %"],
                               *([k, str(v["programs"]), _pct(v["token_accuracy"]), _pct(v["exact"]), _pct(v["functional"])]
                                 for k, v in summary["by_length"].items())]))
+    if report.get("search"):
+        found = report["search"]
+        out += ["", "## Meta-model: greedy vs checked search", "",
+                "Each candidate (greedy, beam search, repairs) is run against the model on every input; *verified*: the "
+                "chosen one agrees wherever it defines an output (a distilled student: as often as it agrees with its "
+                "teacher). The exact reader's answers are not counted here.", ""]
+        rows = [["decoding", "verified %", "exact %", "functional %", "seconds / program"]]
+        if "autoregressive" in report["decodings"]:
+            greedy = report["decodings"]["autoregressive"]
+            rows.append(["greedy", _pct(found["greedy_agrees_fully"]), _pct(greedy["exact"]), _pct(greedy["functional"]), ""])
+        rows.append(["search", _pct(found["verified"]), _pct(found["exact"]), _pct(found["functional"]), f"{found['seconds_per_program']:.2f}"])
+        out.append(_markdown(rows))
+        out.append(f"\nVerified but not functionally equivalent (must be 0 for compiled models): {found['false_verified']}.")
+    if report.get("reader"):
+        read = report["reader"]
+        out += ["", "## Exact reader (the weights read directly; not a meta-model figure)", "",
+                _markdown([["read %", "exact %", "functional %", "wrong (unflagged)", "recompiled identical %", "seconds / program"],
+                           [_pct(read["read"]), _pct(read["exact"]), _pct(read["functional"]), str(read["wrong"]),
+                            _pct(read["identical_weights"]), f"{read['seconds_per_program']:.3f}"]])]
     if report.get("lib"):
         out += ["", "## Tracr's hand-written `lib` programs (out of distribution)", ""]
         out.append(_markdown([["program", "lines", "tokens %", "exact", "functional", "predicted"],

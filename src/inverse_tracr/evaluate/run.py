@@ -10,6 +10,7 @@ out-of-distribution check. Writes `report.json`, `report.md` and PNG plots to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 from typing import Any
@@ -21,9 +22,10 @@ from inverse_tracr.compile.verify import check_inputs
 from inverse_tracr.evaluate import metrics, report
 from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.data import collate, example
+from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample
 from inverse_tracr.meta.train import load_model, read_history
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
-from inverse_tracr.zoo.shards import Reader, shard_urls
+from inverse_tracr.zoo.shards import Reader, expand, shard_urls
 from inverse_tracr.zoo.store import Store
 
 DECODINGS = ("teacher_forced", "autoregressive")
@@ -45,10 +47,26 @@ class EvalConfig:
     inputs: int = 1024  # random inputs for functional equivalence, where there are too many to check all
     batch_size: int = 32
     lib: bool = True
+    #: Shards to evaluate on instead of the run's own zoo (another seed, longer programs, …): a URL
+    #: pattern or a zoo folder `<store>/<zoo>` (its `kind` shards); None: the run's zoo.
+    data: str | None = None
+    #: The meta-model's checked search (`meta.decompile`); beam 0 leaves it out.
+    search: SearchConfig = SearchConfig(beam=4, repair_rounds=1, budget_seconds=5.0)
+    reader: bool = True  # also report the exact reader (kept apart from the meta-model's figures)
 
 
 def report_location(config: EvalConfig) -> tuple[str, ...]:
-    return (config.zoo, "meta", config.run, "eval", f"{config.kind}-{config.split}")
+    name = f"{config.kind}-{config.split}" if config.data is None else f"data-{hashlib.sha256(config.data.encode()).hexdigest()[:8]}-{config.split}"
+    return (config.zoo, "meta", config.run, "eval", name)
+
+
+def _urls(store: Store, config: EvalConfig) -> list[str]:
+    if config.data is None:
+        return shard_urls(store, config.zoo, config.kind)
+    if config.data.endswith(".tar") or "{" in config.data:
+        return expand(config.data)
+    other = Store(config.data.rsplit("/", 1)[0] if "/" in config.data.rstrip("/") else ".")
+    return shard_urls(other, config.data.rstrip("/").rsplit("/", 1)[-1], config.kind)
 
 
 def existing_report(config: EvalConfig) -> dict[str, Any] | None:
@@ -66,12 +84,13 @@ def existing_report(config: EvalConfig) -> dict[str, Any] | None:
 
 def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     store = Store(config.store)
-    urls = shard_urls(store, config.zoo, config.kind)
+    urls = _urls(store, config)
+    where = config.data or f"{config.zoo}/{config.kind}"
     if not urls:
-        raise EvaluateError(f"no finished {config.kind} shards in {store.url_of(config.zoo)}")
+        raise EvaluateError(f"no finished shards in {where}")
     samples = list(itertools.islice(Reader(urls, split=None if config.split == "all" else config.split), config.limit))
     if not samples:
-        raise EvaluateError(f"no programs of split {config.split!r} in {config.zoo}/{config.kind}")
+        raise EvaluateError(f"no programs of split {config.split!r} in {where}")
     model = load_model(config.store, config.zoo, config.run)
 
     results: dict[str, list[metrics.Scored]] = {d: [] for d in config.decodings}
@@ -89,22 +108,81 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
             results["autoregressive"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
         bar.update(len(chunk))
     bar.close()
+    greedy = {r.key: r for r in results.get("autoregressive", [])}
+    predictions = [_decompiled(s, model, config, greedy.get(s.key)) for s in tqdm(samples, desc="search", unit="program", disable=not progress)]
 
     out = {
         "config": dataclasses.asdict(config),
         "checkpoint": checkpoint.newest(store, (config.zoo, "meta", config.run))[-1],
         "programs": len(samples),
         "decodings": {d: metrics.summarise(r) for d, r in results.items()},
+        "search": _summarise_search(predictions) if config.search.beam else {},
+        "reader": _summarise_reader(predictions) if config.reader else {},
         "history": read_history(store, config.zoo, config.run),
         "lib": _lib(config, model) if config.lib else [],
     }
     folder = report_location(config)
+    store.write_bytes("".join(json.dumps(p, sort_keys=True) + "\n" for p in predictions).encode(), *folder, "predictions.jsonl")
     store.write_bytes(json.dumps(out, indent=1).encode(), *folder, "report.json")
     store.write_bytes(report.markdown(out).encode(), *folder, "report.md")
     for name, png in report.plots(out).items():
         store.write_bytes(png, *folder, name)
     out["location"] = store.url_of(*folder)
     return out
+
+
+def _decompiled(sample, model, config: EvalConfig, greedy: metrics.Scored | None) -> dict[str, Any]:
+    """One line of predictions.jsonl: the greedy prediction, the checked search's and the reader's."""
+    compiled, threshold = model_from_sample(sample)
+    inputs = check_inputs(sample.program, config.inputs, seed=2)
+    line: dict[str, Any] = {"key": sample.key, "kind": sample.kind, "true": sample.program.to_json(),
+                            "greedy": None if greedy is None or greedy.predicted is None else greedy.predicted.to_json()}
+    if config.search.beam:
+        found = decompile(compiled, model, "meta", threshold, config.search)
+        line["search"] = _scored(found, sample.program, inputs)
+    if config.reader:
+        line["reader"] = _scored(decompile(compiled, None, "reader", threshold), sample.program, inputs)
+    return line
+
+
+def _scored(found, true, inputs) -> dict[str, Any]:
+    program = found.program
+    functional = program is not None and (program == true or metrics.functionally_equivalent(true, program, inputs))
+    return {"program": None if program is None else program.to_json(), "exact": program == true, "functional": functional,
+            **found.evidence.to_json()}
+
+
+def _summarise_search(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [p["search"] for p in predictions]
+    greedy = [p["search"]["greedy_agreement"] == 1.0 for p in predictions]
+    return {
+        "programs": len(found),
+        "verified": _share([f["verified"] for f in found]),
+        "exact": _share([f["exact"] for f in found]),
+        "functional": _share([f["functional"] for f in found]),
+        "false_verified": sum(f["verified"] and not f["functional"] and f["threshold"] >= 1 for f in found),
+        "greedy_agrees_fully": _share(greedy),
+        "seconds_per_program": _share([f["seconds"] for f in found]),
+        "candidates_per_program": _share([f["candidates"] for f in found]),
+    }
+
+
+def _summarise_reader(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [p["reader"] for p in predictions]
+    read = [f for f in found if f["program"] is not None]
+    return {
+        "programs": len(found),
+        "read": _share([f["program"] is not None for f in found]),
+        "exact": _share([f["exact"] for f in found]),
+        "functional": _share([f["functional"] for f in found]),
+        "wrong": sum(not f["functional"] for f in read),
+        "identical_weights": _share([bool(f["identical_weights"]) for f in read]),
+        "seconds_per_program": _share([f["seconds"] for f in found]),
+    }
+
+
+def _share(values: list) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def _lib(config: EvalConfig, model) -> list[dict[str, Any]]:

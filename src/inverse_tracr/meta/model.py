@@ -116,48 +116,31 @@ class MetaModel(nn.Module):
         a table is (default: the zoo's the meta-model was trained on).
 
         The autoregressive decoder reads the weights once and then one position per token, reusing
-        GPT-2's key/value cache: the cost of a program grows with its length, not with its length
-        times the number of weight chunks. `slots` needs a single pass.
+        GPT-2's key/value cache (`Decoding`): the cost of a program grows with its length, not with
+        its length times the number of weight chunks. `slots` needs a single pass.
         """
-        self.eval()
-        device = self.head.weight.device
-        features, weight_mask = pad_features([weights.tokenize(p).features()[: self.config.max_chunks] for p in params])
-        features, weight_mask = features.to(device), weight_mask.to(device)
-        b = len(features)
+        b = len(params)
         inputs = inputs if inputs is not None else [(self.program_vocab, self.program_max_seq_len)] * b
         grammars = [vocab.Grammar(tuple(v), n) for v, n in inputs]
-        ids = torch.full((b, 1), vocab.BOS_ID, dtype=torch.long, device=device)
-        finished = torch.zeros(b, dtype=torch.bool, device=device)
-        if self.config.decoder == "slots":  # slot i's logits are those of token i+1
-            blank = torch.zeros(b, MAX_PROGRAM_TOKENS - 1, dtype=torch.long, device=device)
-            slot_logits = self(features, weight_mask, blank, torch.ones_like(blank))
-        else:
-            w = self._embed_weights(features)
-            embeds, mask = torch.cat([w, self.program_in(ids)], dim=1), torch.cat([weight_mask, torch.ones(b, 1, device=device)], dim=1)
-            positions, cache = torch.cat([torch.arange(w.shape[1], device=device), self._program_positions(0, 1)]), None
-        for t in range(MAX_PROGRAM_TOKENS - 1):
-            if self.config.decoder == "slots":
-                logits = slot_logits[:, t]
-            else:
-                out = self.backbone(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions.expand(b, -1),
-                                    past_key_values=cache, use_cache=True)
-                logits, cache = self.head(out.last_hidden_state[:, -1]), out.past_key_values
+        state = Decoding(self, params)
+        ids, finished = [[] for _ in range(b)], [False] * b
+        for _ in range(MAX_PROGRAM_TOKENS - 1):
+            logits = state.logits
             if constrained:
-                allowed = torch.full_like(logits, float("-inf"))
-                for row, grammar in enumerate(grammars):
-                    allowed[row, list(grammar.allowed())] = 0
-                logits = logits + allowed
-            chosen = logits.argmax(-1).masked_fill(finished, vocab.PAD_ID)
-            for grammar, token, done in zip(grammars, chosen.tolist(), finished.tolist()):
-                if constrained and not done:
-                    grammar.step(token)
-            ids, finished = torch.cat([ids, chosen[:, None]], dim=1), finished | (chosen == vocab.EOS_ID)
-            if finished.all():
+                logits = logits + allowed_mask(grammars, logits)
+            chosen = logits.argmax(-1).tolist()
+            for row, token in enumerate(chosen):
+                if finished[row]:
+                    chosen[row] = vocab.PAD_ID
+                    continue
+                ids[row].append(token)
+                if constrained:
+                    grammars[row].step(token)
+                finished[row] = token == vocab.EOS_ID
+            if all(finished):
                 break
-            if self.config.decoder != "slots":
-                embeds, mask = self.program_in(chosen[:, None]), torch.cat([mask, torch.ones(b, 1, device=device)], dim=1)
-                positions = self._program_positions(t + 1, 1)
-        return [_through_eos(row[1:]) for row in ids.tolist()]
+            state.advance(torch.tensor(chosen, device=state.device))
+        return ids
 
     def decompile(
         self,
@@ -186,7 +169,61 @@ class MetaModel(nn.Module):
         return [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
 
 
-def _through_eos(ids: list[int]) -> list[int]:
-    """The tokens up to and including the first EOS (all of them if none): a batch's finished
-    rows wait, padded, for the others."""
-    return ids[: ids.index(vocab.EOS_ID) + 1] if vocab.EOS_ID in ids else ids
+def allowed_mask(grammars: Sequence[vocab.Grammar], logits: torch.Tensor) -> torch.Tensor:
+    """[B, V]: 0 where each row's grammar allows a token, −inf elsewhere."""
+    mask = torch.full_like(logits, float("-inf"))
+    for row, grammar in enumerate(grammars):
+        mask[row, list(grammar.allowed())] = 0
+    return mask
+
+
+class Decoding:
+    """Decoding state of several programs: `logits` for each row's next token, `advance` to feed
+    one, `select` to keep (and repeat, reorder) rows, as beam search does.
+
+    The autoregressive decoder reads the weights once, then one position per token through
+    GPT-2's key/value cache; `slots` has all its logits from one pass (`select` and `advance`
+    only move along them)."""
+
+    @torch.no_grad()
+    def __init__(self, model: "MetaModel", params: Sequence[dict[str, np.ndarray]]):
+        model.eval()
+        self.model, self.device, self.step = model, model.head.weight.device, 0
+        features, weight_mask = pad_features([weights.tokenize(p).features()[: model.config.max_chunks] for p in params])
+        features, weight_mask = features.to(self.device), weight_mask.to(self.device)
+        b = len(features)
+        bos = torch.full((b, 1), vocab.BOS_ID, dtype=torch.long, device=self.device)
+        if model.config.decoder == "slots":  # slot i's logits are those of token i+1
+            blank = torch.zeros(b, MAX_PROGRAM_TOKENS - 1, dtype=torch.long, device=self.device)
+            self._slots = model(features, weight_mask, blank, torch.ones_like(blank))
+            self.logits = self._slots[:, 0]
+            return
+        w = model._embed_weights(features)
+        self.mask = torch.cat([weight_mask, torch.ones(b, 1, device=self.device)], dim=1)
+        positions = torch.cat([torch.arange(w.shape[1], device=self.device), model._program_positions(0, 1)])
+        self.cache = None
+        self._run(torch.cat([w, model.program_in(bos)], dim=1), positions)
+
+    def _run(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
+        out = self.model.backbone(inputs_embeds=embeds, attention_mask=self.mask.long(), position_ids=positions.expand(len(embeds), -1),
+                                  past_key_values=self.cache, use_cache=True)
+        self.logits, self.cache = self.model.head(out.last_hidden_state[:, -1]), out.past_key_values
+
+    @torch.no_grad()
+    def advance(self, tokens: torch.Tensor) -> None:
+        """Feed each row's next token [B]."""
+        self.step += 1
+        if self.model.config.decoder == "slots":
+            self.logits = self._slots[:, min(self.step, self._slots.shape[1] - 1)]
+            return
+        self.mask = torch.cat([self.mask, torch.ones(len(tokens), 1, device=self.device)], dim=1)
+        self._run(self.model.program_in(tokens[:, None]), self.model._program_positions(self.step, 1))
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep rows `rows` (indices, repeats allowed) in that order."""
+        self.logits = self.logits[rows]
+        if self.model.config.decoder == "slots":
+            self._slots = self._slots[rows]
+        else:
+            self.mask = self.mask[rows]
+            self.cache.reorder_cache(rows)

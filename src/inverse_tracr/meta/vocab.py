@@ -165,7 +165,12 @@ class Grammar:
     done: bool = False
 
     def __post_init__(self):
-        self.types = values.input_types(self.vocab, self.max_seq_len)
+        if not self.types:
+            self.types = values.input_types(self.vocab, self.max_seq_len)
+
+    def copy(self) -> "Grammar":
+        """An independent copy (beam search branches one per candidate)."""
+        return Grammar(self.vocab, self.max_seq_len, list(self.lines), list(self.current), dict(self.types), set(self.made), self.done)
 
     # --- where we are in a line ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import yaml
 from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.stage import distill_zoo
 from inverse_tracr.evaluate.run import EvalConfig, evaluate, existing_report
+from inverse_tracr.meta.decompile import SearchConfig
 from inverse_tracr.meta.model import MetaConfig
 from inverse_tracr.meta.train import TrainConfig, train
 from inverse_tracr.zoo.generate import generate
@@ -124,7 +125,8 @@ def plan(values: dict[str, Any]) -> Plan:
         for kind in zoo["kinds"] if kind != "standard"
     )  # fmt: skip
     evals = tuple(
-        EvalConfig(store=store, zoo=zoo["name"], run=training["run"], kind=kind, split=evaluation["split"], limit=evaluation["limit"])
+        EvalConfig(store=store, zoo=zoo["name"], run=training["run"], kind=kind, split=evaluation["split"], limit=evaluation["limit"],
+                   search=SearchConfig(beam=evaluation["beam"], repair_rounds=evaluation["repairRounds"], budget_seconds=evaluation["budgetSeconds"]))
         for kind in zoo["kinds"]
     )  # fmt: skip
     shards = range(students["shards"]) if students["shards"] else None

@@ -41,6 +41,11 @@ class Group:
     output: np.ndarray  # [B, T] positions in the output's value set (−1: None), or floats (NaN: None)
     irregular: np.ndarray  # [B] an Aggregate averaged several values (rasp.evaluate must say)
 
+    @property
+    def defined(self) -> np.ndarray:
+        """[B, T]: where the program's output is not None."""
+        return ~np.isnan(self.output) if self.output.dtype.kind == "f" else self.output >= 0
+
 
 def evaluate_groups(program: Program, inputs: Sequence[Sequence[Any]]) -> list[Group]:
     """The program's output on every input, grouped by input length (empty inputs left out)."""

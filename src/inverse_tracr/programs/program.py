@@ -18,6 +18,8 @@ The canonical form (`canonicalize`) makes that true:
   into it), and numbers, which numerical MLPs and attention carry as magnitudes;
 - numbers are the float32 values a weight can carry;
 - a `SequenceMap(f, x, x)` keeps only what Tracr compiles of it: the diagonal and the image;
+- a Select that selects nothing has no query weights: its queries are its keys (and a line that
+  only such a Select read is dropped);
 - identical lines are merged;
 - lines are ordered by depth in the computation graph, ties broken by their content, and
   variables renamed v1, v2, … in that order (the residual stream is laid out by these names).
@@ -192,6 +194,9 @@ def _simplify(typed: _Typed) -> tuple[dict[str, Line], str, dict[str, str]] | No
         if _fn_key(table) != _fn_key(line.fn):
             lines[ret], changed = line._replace(fn=table), True
     for ret, line in lines.items():
+        if line.op == "Select" and not any(line.fn) and line.operands[0] != line.operands[1]:
+            n = len(types[line.operands[0]].values)
+            lines[ret], changed = line._replace(fn=(False,) * (n * n), operands=(line.operands[0],) * 2), True
         if line.op == "SequenceMap" and line.operands[0] == line.operands[1]:
             table = _one_variable_table(line.fn, len(types[line.operands[0]].values))
             if _fn_key(table) != _fn_key(line.fn):

@@ -16,7 +16,9 @@ from inverse_tracr.programs.program import Program
 
 
 @dataclasses.dataclass(frozen=True)
-class LibProgram:
+class WrittenProgram:
+    """A program someone wrote in RASP, with the vocabulary and length it is compiled for."""
+
     make: Callable[[], rasp.SOp]
     vocab: tuple[Any, ...]
     max_seq_len: int
@@ -28,20 +30,20 @@ class LibProgram:
 _LETTERS = ("a", "b", "c", "d")
 
 #: name → program, vocabulary and length (from `tracr/compiler/test_cases.py`).
-LIB: dict[str, LibProgram] = {
-    "length": LibProgram(lib.make_length, _LETTERS, 5),
-    "reverse": LibProgram(lambda: lib.make_reverse(rasp.tokens), _LETTERS, 5),
-    "hist": LibProgram(lib.make_hist, _LETTERS, 5),
-    "sort_unique": LibProgram(lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens), (1, 2, 3, 4), 5),
-    "sort": LibProgram(lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1), (1, 2, 3, 4), 5),
-    "sort_freq": LibProgram(lambda: lib.make_sort_freq(max_seq_len=5), (1, 2, 3, 4), 5),
-    "frac_prevs": LibProgram(lambda: lib.make_frac_prevs(rasp.tokens == "l"), ("h", "e", "l", "o"), 5),
-    "pair_balance": LibProgram(lambda: lib.make_pair_balance(rasp.tokens, "(", ")"), ("a", "b", "c", "(", ")"), 10),
-    "shuffle_dyck2": LibProgram(lambda: lib.make_shuffle_dyck(["()", "{}"]), ("(", ")", "{", "}"), 5),
-    "shift_by": LibProgram(lambda: lib.shift_by(1, rasp.tokens), _LETTERS, 5),
-    "detect_pattern": LibProgram(lambda: lib.detect_pattern(rasp.tokens, "abc"), ("a", "b", "c"), 6),
-    "count_less_freq": LibProgram(lambda: lib.make_count_less_freq(2), _LETTERS, 6),
-    "count": LibProgram(lambda: lib.make_count(rasp.tokens, "a"), ("a", "b", "c"), 8),
+LIB: dict[str, WrittenProgram] = {
+    "length": WrittenProgram(lib.make_length, _LETTERS, 5),
+    "reverse": WrittenProgram(lambda: lib.make_reverse(rasp.tokens), _LETTERS, 5),
+    "hist": WrittenProgram(lib.make_hist, _LETTERS, 5),
+    "sort_unique": WrittenProgram(lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens), (1, 2, 3, 4), 5),
+    "sort": WrittenProgram(lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1), (1, 2, 3, 4), 5),
+    "sort_freq": WrittenProgram(lambda: lib.make_sort_freq(max_seq_len=5), (1, 2, 3, 4), 5),
+    "frac_prevs": WrittenProgram(lambda: lib.make_frac_prevs(rasp.tokens == "l"), ("h", "e", "l", "o"), 5),
+    "pair_balance": WrittenProgram(lambda: lib.make_pair_balance(rasp.tokens, "(", ")"), ("a", "b", "c", "(", ")"), 10),
+    "shuffle_dyck2": WrittenProgram(lambda: lib.make_shuffle_dyck(["()", "{}"]), ("(", ")", "{", "}"), 5),
+    "shift_by": WrittenProgram(lambda: lib.shift_by(1, rasp.tokens), _LETTERS, 5),
+    "detect_pattern": WrittenProgram(lambda: lib.detect_pattern(rasp.tokens, "abc"), ("a", "b", "c"), 6),
+    "count_less_freq": WrittenProgram(lambda: lib.make_count_less_freq(2), _LETTERS, 6),
+    "count": WrittenProgram(lambda: lib.make_count(rasp.tokens, "a"), ("a", "b", "c"), 8),
 }
 
 

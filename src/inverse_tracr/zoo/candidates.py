@@ -1,4 +1,4 @@
-"""One zoo candidate, start to end, in a worker process: sample → screen → compile → verify → encode.
+"""One zoo candidate, start to end, in a worker process: sample → screen → compile → verify → read → encode.
 
 Every step is a pure function of (sampler config, seed, shard, candidate index), so a candidate
 gives the same sample bytes (or the same rejection) wherever and whenever it runs.
@@ -10,6 +10,7 @@ import random
 import time
 from typing import Any
 
+from inverse_tracr.compile import reader
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.verify import EXHAUSTIVE_LIMIT, check_inputs, input_space, screen, verify_groups
 from inverse_tracr.programs.sampler import SamplerConfig, SamplerError, sample_program
@@ -44,6 +45,13 @@ def build_candidate(payload: dict[str, Any]) -> dict[str, Any]:
     verification = verify_groups(model, program, inputs, expected, exhaustive)
     if not verification.passed:
         return {"reason": "wrong_output", "ops": len(program.lines)}
+    # The label must be what the weights say: the exact reader gives the program they determine.
+    try:
+        read = reader.read(model, verify=False).program
+    except reader.NotCompiledLayout:
+        return {"reason": "unreadable_weights", "ops": len(program.lines)}
+    if read != program:
+        return {"reason": "label_not_read_back", "ops": len(program.lines)}
     meta = {
         "format": SAMPLE_FORMAT,
         "kind": "standard",

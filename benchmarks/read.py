@@ -1,0 +1,112 @@
+"""The exact reader on compiled models: how many it reads, how exactly, and how fast.
+
+Models: a held-out zoo (generated here if absent: 1,000 programs of 4–8 ops, vocabulary {0..4},
+length 5, seed 5151, which no other benchmark or test uses), Tracr's `lib` (at the vocabularies
+and lengths Tracr's tests use) and the hand-written programs of `programs.handwritten`. Each model
+is read back from its weights alone and scored:
+
+- read / refused: the reader returned a program, or raised `NotCompiledLayout`;
+- exact: the reading is the sample's own canonical program (same id);
+- functional: the reading's outputs equal the true program's on every input up to the model's
+  length (a random sample beyond 5,000 sequences);
+- wrong: read but not functional — an unflagged wrong answer (target 0);
+- ms per model: reading alone, and reading plus its check against the model's forward pass.
+
+Targets: functional 100 % and exact >= 99 % of models read, 0 wrong, <= 50 ms per model on one core.
+
+    python benchmarks/read.py [--store /tmp/inverse-tracr-bench] [--programs 1000]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")  # "ms per model on one core"
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+from inverse_tracr.compile import reader  # noqa: E402
+from inverse_tracr.compile.check import inputs_for  # noqa: E402
+from inverse_tracr.compile.compiler import compile_program  # noqa: E402
+from inverse_tracr.compile.model import CompiledModel, Layout  # noqa: E402
+from inverse_tracr.evaluate.metrics import functionally_equivalent  # noqa: E402
+from inverse_tracr.programs.handwritten import HANDWRITTEN  # noqa: E402
+from inverse_tracr.programs.program import Program  # noqa: E402
+from inverse_tracr.programs.tracr_lib import LIB  # noqa: E402
+from inverse_tracr.zoo.generate import generate  # noqa: E402
+from inverse_tracr.zoo.manifest import ZooConfig  # noqa: E402
+from inverse_tracr.zoo.shards import Reader, shard_urls  # noqa: E402
+from inverse_tracr.zoo.store import Store  # noqa: E402
+
+HELD_OUT = ZooConfig(shard_size=100, min_ops=4, max_ops=8, seed=5151)
+
+
+def cases(store: str, programs: int) -> Iterator[tuple[str, str, Program, CompiledModel]]:
+    """(group, name, true program, model) for the held-out zoo, lib and hand-written programs."""
+    generate(store, "read-held-out", HELD_OUT, programs=programs, workers=os.cpu_count() or 1, progress=False)
+    for sample in Reader(shard_urls(Store(store), "read-held-out")):
+        yield "held-out zoo", sample.key, sample.program, CompiledModel(sample.params, Layout.from_json(sample.meta["model"]))
+    for group, programs_ in (("lib", LIB), ("hand-written", HANDWRITTEN)):
+        for name, entry in programs_.items():
+            program = entry.program()
+            yield group, name, program, compile_program(program)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default="/tmp/inverse-tracr-bench", help="where the held-out zoo lives (made if absent)")
+    parser.add_argument("--programs", type=int, default=1000, help="held-out programs")
+    parser.add_argument("--verbose", action="store_true", help="print every refusal and wrong or inexact reading")
+    args = parser.parse_args()
+
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    read_ms: list[float] = []
+    checked_ms: list[float] = []
+    refusals: collections.Counter = collections.Counter()
+    for group, name, program, model in cases(args.store, args.programs):
+        c = counts[group]
+        c["models"] += 1
+        start = time.perf_counter()
+        try:
+            reader.read(model, verify=False)
+            middle = time.perf_counter()
+            reading = reader.read(model)
+            end = time.perf_counter()
+        except reader.NotCompiledLayout as refusal:
+            c["refused"] += 1
+            refusals[refusal.why[:110]] += 1
+            if args.verbose:
+                print(f"refused {name}: {refusal}\n{program}")
+            continue
+        read_ms.append(1000 * (middle - start))
+        checked_ms.append(1000 * (end - middle))
+        c["read"] += 1
+        exact = reading.program == program
+        ok = exact or functionally_equivalent(program, reading.program, inputs_for(program.vocab, program.max_seq_len)[0])
+        c["exact"] += exact
+        c["functional"] += ok
+        c["wrong"] += not ok
+        if args.verbose and not exact:
+            print(f"{'INEXACT' if ok else 'WRONG'} {name}:\n{program}\nread as\n{reading.program}")
+
+    print(f"{'group':14} {'models':>6} {'read':>5} {'refused':>7} {'wrong':>5} {'exact':>7} {'functional':>10}")
+    for group, c in counts.items():
+        read = max(c["read"], 1)
+        print(f"{group:14} {c['models']:6d} {c['read']:5d} {c['refused']:7d} {c['wrong']:5d} "
+              f"{100 * c['exact'] / read:6.1f}% {100 * c['functional'] / read:9.1f}%")
+    if read_ms:
+        q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))]  # noqa: E731
+        print(f"ms per model: reading {statistics.median(read_ms):.1f} median / {q(read_ms, 0.9):.1f} p90; "
+              f"reading + check against the forward pass {statistics.median(checked_ms):.1f} median / "
+              f"{q(checked_ms, 0.9):.1f} p90 (target <= 50 ms)")
+    for why, n in refusals.most_common(8):
+        print(f"  refused x{n}: {why}")
+
+
+if __name__ == "__main__":
+    main()

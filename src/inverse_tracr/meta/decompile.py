@@ -1,0 +1,212 @@
+"""`decompile`: the program a model computes, with the evidence that says how far to trust it.
+
+Two ways to an answer, tried in this order by `method="auto"`:
+
+1. the **exact reader** (`compile.reader`): a standard Tracr model carries its program in its
+   weights; the reading is checked against the model's forward pass on every input and, compiled
+   again, must give the model's own parameters;
+2. the **meta-model** and its **search** (`meta.search`), for weights the reader refuses (distilled
+   students, trained models): greedy decoding, beam search, optional sampling, and repair rounds
+   around the best candidates, within a time budget. Every candidate is run against the model on
+   every input (`compile.check.Behaviour`) and the one that agrees best is the answer.
+
+An answer is *verified* when it agrees with the model everywhere it defines an output (and defines
+at least half of them) — for a distilled student, as often as the student agreed with its own
+teacher when it was made. Anything else is returned as unverified, with the best agreement found:
+never a silent guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Any
+
+from inverse_tracr.compile import reader
+from inverse_tracr.compile.check import MIN_DEFINED, Agreement, Behaviour, identical_weights
+from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.model import BOS, PAD, CompiledModel, Layout
+from inverse_tracr.meta import search
+from inverse_tracr.programs import Program
+
+METHODS = ("auto", "reader", "meta")
+
+
+class DecompileError(ValueError):
+    """Nothing to decompile with (the reader refused and no meta-model was given, …)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    beam: int = 8
+    samples: int = 0
+    temperature: float = 1.0
+    repair_rounds: int = 1
+    repair_positions: int = 4
+    budget_seconds: float = 10.0
+
+
+@dataclasses.dataclass
+class Evidence:
+    method: str  # "reader" or "meta-model"
+    verified: bool
+    agreement: float  # share of the outputs the program defines that equal the model's
+    defined: float  # share of output positions the program defines
+    inputs: int  # input sequences compared
+    exhaustive: bool  # every input up to the model's length
+    threshold: float  # agreement needed to be verified
+    identical_weights: bool | None  # compiled again, the program gives the model's parameters (None: not askable)
+    candidates: int  # distinct programs checked
+    seconds: float
+    reader_refusal: str | None = None  # why the reader declined (method auto or reader)
+    greedy_agreement: float | None = None  # the meta-model's greedy guess, for comparison
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Decompiled:
+    program: Program | None
+    evidence: Evidence
+    greedy: Program | None = None  # the meta-model's greedy answer (meta-model method)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "program": None if self.program is None else self.program.to_json(),
+            "greedy": None if self.greedy is None else self.greedy.to_json(),
+            "evidence": self.evidence.to_json(),
+        }
+
+
+def model_from_sample(sample) -> tuple[CompiledModel, float]:
+    """A zoo sample's model, and the agreement its program must reach to be verified: 1 for a
+    compiled model, a distilled student's own agreement with its teacher otherwise."""
+    model = CompiledModel(sample.params, Layout.from_json(sample.meta["model"]))
+    stored = sample.meta.get("verification", {})
+    threshold = 1.0 if sample.kind == "standard" else float(stored.get("accuracy", 1.0))
+    return model, threshold
+
+
+def model_from_tracr(assembled, output_label: str | None = None) -> CompiledModel:
+    """A model compiled by Tracr (`compile_rasp_to_model`); `output_label` is the output SOp's label,
+    found from the output encoder's values when not given (it must then be unambiguous)."""
+    if output_label is None:
+        labels = assembled.residual_labels
+        output_map = getattr(assembled.output_encoder, "encoding_map", None)
+        names = {label.split(":")[0] for label in labels}
+        if output_map is not None:
+            wanted = {str(v) for v in output_map}
+            matches = [n for n in names if {label.split(":", 1)[1] for label in labels if label.startswith(n + ":")} == wanted]
+        else:
+            matches = []
+        if len(matches) != 1:
+            raise DecompileError("give the output SOp's label (output_label=program.label): it cannot be told from the model alone")
+        output_label = matches[0]
+    return CompiledModel.from_tracr(assembled, output_label)
+
+
+def decompile(
+    model: CompiledModel,
+    meta_model=None,
+    method: str = "auto",
+    threshold: float = 1.0,
+    config: SearchConfig = SearchConfig(),
+    behaviour: Behaviour | None = None,
+) -> Decompiled:
+    """The program `model` computes, with its evidence (see the module docstring)."""
+    if method not in METHODS:
+        raise DecompileError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    started = time.perf_counter()
+    refusal = None
+    if method in ("auto", "reader"):
+        try:
+            reading = reader.read(model)
+        except reader.NotCompiledLayout as error:
+            refusal = str(error)
+            if method == "reader" or meta_model is None:
+                return Decompiled(None, Evidence("reader", False, 0.0, 0.0, 0, False, threshold, None, 0,
+                                                 time.perf_counter() - started, refusal))
+        else:
+            same = _same_weights(reading.program, model)
+            return Decompiled(reading.program, Evidence("reader", True, 1.0, 1.0, reading.checked_inputs, reading.exhaustive,
+                                                        threshold, same, 1, time.perf_counter() - started))
+    if meta_model is None:
+        raise DecompileError("the meta-model method needs a trained meta-model (load_model(store, zoo, run))")
+    return _search(model, meta_model, threshold, config, behaviour or Behaviour.of(model), started, refusal)
+
+
+def _search(model: CompiledModel, meta_model, threshold: float, config: SearchConfig, behaviour: Behaviour,
+            started: float, refusal: str | None) -> Decompiled:
+    vocab_ = tuple(t for t in model.layout.input_tokens if t not in (BOS, PAD))
+    max_seq_len = model.params["pos_embed/embeddings"].shape[0] - 1
+    labels = model.layout.output_values
+    checked: dict[str, _Checked] = {}
+    deadline = started + config.budget_seconds
+
+    def check(candidates: list[search.Candidate]) -> None:
+        for candidate in candidates:
+            candidate.decode(vocab_, max_seq_len, labels)
+            if candidate.program is not None and candidate.program.id not in checked:
+                agreement = behaviour.agreement(candidate.program)
+                verified = _verified(agreement, threshold)
+                # Programs that behave alike are told apart by the strongest certificate: compiled
+                # again, a standard model's program gives its very weights.
+                same = _same_weights(candidate.program, model) if verified else None
+                checked[candidate.program.id] = _Checked(agreement, candidate, verified, same)
+
+    def done() -> bool:
+        return any(c.verified and c.same is not False for c in checked.values())
+
+    greedy = search.Candidate(meta_model.generate([model.params], inputs=[(vocab_, max_seq_len)])[0], 0.0, "greedy")
+    check([greedy])
+    greedy_agreement = checked[greedy.program.id].agreement.agreement if greedy.program is not None else None
+    if not done() and config.beam > 1 and time.perf_counter() < deadline:
+        check(search.beam_search(meta_model, model.params, vocab_, max_seq_len, config.beam))
+    if not done() and config.samples and time.perf_counter() < deadline:
+        check(search.sample(meta_model, model.params, vocab_, max_seq_len, config.samples, config.temperature))
+    for _ in range(config.repair_rounds):
+        if done() or time.perf_counter() >= deadline:
+            break
+        ranked = sorted(checked.values(), key=lambda c: (-c.agreement.agreement, -c.candidate.logprob))[:2]
+        for c in ranked:
+            if time.perf_counter() < deadline and c.candidate.steps:
+                check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions))
+    seconds = time.perf_counter() - started
+    if not checked:
+        return Decompiled(None, Evidence("meta-model", False, 0.0, 0.0, len(behaviour.inputs), behaviour.exhaustive, threshold,
+                                         None, 0, seconds, refusal, greedy_agreement), greedy.program)
+    top = max(checked.values(), key=lambda c: (c.verified, c.same is True, c.agreement.agreement, c.candidate.logprob))
+    a = top.agreement
+    return Decompiled(top.candidate.program, Evidence("meta-model", top.verified, a.agreement, a.defined, a.inputs, a.exhaustive,
+                                                      threshold, top.same, len(checked), seconds, refusal, greedy_agreement),
+                      greedy.program)
+
+
+@dataclasses.dataclass
+class _Checked:
+    agreement: Agreement
+    candidate: search.Candidate
+    verified: bool
+    same: bool | None  # recompiled to the model's weights (None: not askable, or not verified)
+
+
+def _same_weights(program: Program, model: CompiledModel) -> bool | None:
+    """Whether `program`, compiled, gives `model`'s parameters; None where that cannot be asked:
+    a distilled student, or a model whose variables are not named canonically (Tracr orders the
+    residual stream by name, so a user's names give another order of the same weights)."""
+    names = {label.split(":")[0] for label in model.layout.residual_labels}
+    if model.layout.readout or not all(n in ("tokens", "indices", "one") or _CANONICAL.fullmatch(n) for n in names):
+        return None
+    try:
+        return identical_weights(compile_program(program), model)
+    except Exception:  # noqa: BLE001 - Tracr may fail on a candidate it never compiled before
+        return False
+
+
+_CANONICAL = re.compile(r"v\d+")
+
+
+def _verified(agreement: Agreement, threshold: float) -> bool:
+    return agreement.positions > 0 and agreement.defined >= MIN_DEFINED and agreement.agreement >= threshold - 1e-12
