@@ -83,12 +83,11 @@ from tracr.compiler import compiling  # noqa: E402
 from tracr.rasp import rasp  # noqa: E402
 
 from inverse_tracr.compile import forward  # noqa: E402
-from inverse_tracr.compile.compiler import compile_program  # noqa: E402
+from inverse_tracr.compile.compiler import compile_as_written, compile_program  # noqa: E402
 from inverse_tracr.compile.fast_init import fast_init  # noqa: E402
-from inverse_tracr.compile.model import BOS, PAD, CompiledModel  # noqa: E402
+from inverse_tracr.compile.model import BOS, PAD  # noqa: E402
 from inverse_tracr.programs import Program, ProgramError  # noqa: E402
 from inverse_tracr.programs.from_rasp import lines_from_rasp  # noqa: E402
-from inverse_tracr.programs.program import canonicalize  # noqa: E402
 from inverse_tracr.programs.tracr_lib import LIB  # noqa: E402
 
 INTERPBENCH = "FlyingPumba/InterpBench@220791e4a9cd29957ed5edfa445e7c09152d7298"
@@ -291,22 +290,18 @@ def _round_trip(sop: rasp.SOp, program: Program, vocab: tuple, max_seq_len: int,
     model = compile_program(program)
 
     # Stock Tracr on the user's own RASP, renamed to the canonical names: exactly our parameters.
-    raw, names = lines_from_rasp(sop, vocab, max_seq_len)
-    canonical = canonicalize(raw, program.vocab, max_seq_len)
-    renamed = _with_names(sop, {label: canonical.names.get(raw_name, raw_name) for label, raw_name in names.items()})
-    with fast_init():
-        theirs = CompiledModel.from_tracr(
-            compiling.compile_rasp_to_model(renamed, set(vocab), max_seq_len, compiler_bos=BOS, compiler_pad=PAD), renamed.label)
+    theirs = compile_as_written(sop, vocab, max_seq_len)
+    expressions = len(lines_from_rasp(sop, vocab, max_seq_len)[0])
     same_keys = theirs.params.keys() == model.params.keys()
     if not same_keys or any(not np.array_equal(np.asarray(theirs.params[k]), np.asarray(model.params[k])) for k in model.params):
         why = "other layers" if not same_keys else "other values"
         width, stock_width = len(model.layout.residual_labels), len(theirs.layout.residual_labels)
         if width != stock_width:
             why = "a narrower residual stream" if width < stock_width else "a wider residual stream"
-        if len(program.lines) < len(raw):
+        if len(program.lines) < expressions:
             why += ": distinct user expressions merged into one line"
         raise _Fail("round trip", f"parameters differ from stock Tracr's ({why})", ours=True,
-                    detail=f"residual {width} vs stock {stock_width} dimensions; {len(program.lines)} lines for {len(raw)} user expressions")
+                    detail=f"residual {width} vs stock {stock_width} dimensions; {len(program.lines)} lines for {expressions} user expressions")
 
     inputs = _inputs(program.vocab, max_seq_len, n_random, max_exhaustive)
     compiled = forward.run(model, inputs)
@@ -322,32 +317,6 @@ def _round_trip(sop: rasp.SOp, program: Program, vocab: tuple, max_seq_len: int,
             # the parameters are stock Tracr's: its own model computes this
             raise _Fail("round trip", "stock Tracr's compiled model differs from rasp.evaluate (the parameters are equal)",
                         detail=f"on an input of length {len(xs)}: {_differences(got, want)}")
-
-
-def _with_names(sop: rasp.SOp, names: dict[str, str]) -> rasp.SOp:
-    """The user's RASP, every expression renamed (as tests/test_programs.py's `_with_names`)."""
-    memo: dict[str, rasp.RASPExpr] = {}
-
-    def go(e):
-        if isinstance(e, (rasp.TokensType, rasp.IndicesType)):
-            return e
-        if e.label not in memo:
-            if isinstance(e, rasp.Map):
-                new = rasp.Map(e.f, go(e.inner), simplify=False)
-            elif isinstance(e, rasp.LinearSequenceMap):
-                new = rasp.LinearSequenceMap(go(e.fst), go(e.snd), e.fst_fac, e.snd_fac)
-            elif isinstance(e, rasp.SequenceMap):
-                new = rasp.SequenceMap(e.f, go(e.fst), go(e.snd))
-            elif isinstance(e, rasp.Select):
-                new = rasp.Select(go(e.keys), go(e.queries), e.predicate)
-            elif isinstance(e, rasp.Aggregate):
-                new = rasp.Aggregate(go(e.selector), go(e.sop), default=e.default)
-            else:
-                new = rasp.SelectorWidth(go(e.selector))
-            memo[e.label] = rasp.annotate(new, **{**e.annotations, "name": names[e.label]})
-        return memo[e.label]
-
-    return go(sop)
 
 
 def _inputs(vocab: tuple, max_seq_len: int, n_random: int, max_exhaustive: int, seed: int = 0) -> list[list]:

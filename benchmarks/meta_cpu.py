@@ -1,13 +1,14 @@
 """Train a meta-model on this machine's CPU for a fixed budget, evaluate it, and compare the data
 loader's throughput with training's (the loader must not be the bottleneck).
 
-Make the zoo first (≥ 20,000 programs of 4–6 ops; ~18 min on 2 cores):
+Make the zoo first (e.g. 4,000 programs of 4–8 ops: ~4 min on 2 cores; 20,000: ~21 min):
 
-    inverse-tracr generate --store /tmp/bench-store --zoo ops4to6 --programs 20000 --shard-size 500 --min-ops 4 --max-ops 6
+    inverse-tracr generate --store /tmp/bench-store --zoo ops4to8 --programs 4000 --shard-size 500
 
-then:
+then, evaluated on the zoo's own validation split and on a held-out zoo (a seed training never saw):
 
-    python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to6 --steps 1500
+    python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --steps 1500 --attention prefix \
+        --held-out /tmp/inverse-tracr-bench/read-held-out   # made by benchmarks/read.py
 
 Bars to beat at full scale: the source's 73 % tokens / 0.4 % exact (15-op programs, GPU); a later
 public work's 98.3 % tokens / 60 % exact (4–8 ops, 1.6 M pairs).
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader
 from inverse_tracr.evaluate import report
 from inverse_tracr.evaluate.run import EvalConfig, evaluate
 from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta.decompile import SearchConfig
 from inverse_tracr.meta.model import MetaConfig
 from inverse_tracr.meta.train import TrainConfig, train
 from inverse_tracr.zoo.shards import shard_urls
@@ -52,11 +54,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     parser.add_argument("--loader-workers", type=int, default=1)
     parser.add_argument("--eval-programs", type=int, default=300)
+    parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
+    parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well")
     args = parser.parse_args()
 
     store = Store(args.store)
     urls = shard_urls(store, args.zoo)
-    model = MetaConfig(preset=args.preset, max_chunks=256)
+    model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention)
     print(f"zoo {args.zoo}: {len(urls)} shards")
     rate = loader_rate(urls, args.batch_size, args.loader_workers, model.max_chunks)
     print(f"loader alone: {rate:.0f} samples/s ({args.loader_workers} worker(s))")
@@ -70,11 +74,19 @@ def main() -> None:
           f"(loader alone {rate:.0f}/s: {'not ' if rate > 1.5 * figures['samples_per_second'] else ''}a bottleneck); "
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
-    result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, split="val", limit=args.eval_programs))
-    print(report.text_table(report.bucket_table(result)))
-    for decoding, summary in result["decodings"].items():
-        print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functional {100 * summary['functional']:.1f}%, valid {100 * summary['valid']:.1f}%")
-    print(f"report: {result['location']}/report.md")
+    for data, split in ((None, "val"), (args.held_out, "all")):
+        if split == "all" and not data:
+            continue
+        result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, split=split, limit=args.eval_programs, data=data,
+                                     reader=False, search=SearchConfig(beam=4, repair_rounds=1, budget_seconds=2.0)))
+        print(f"\n{'held-out zoo ' + data if data else 'validation split'} ({result['programs']} programs):")
+        print(report.text_table(report.bucket_table(result)))
+        for decoding, summary in result["decodings"].items():
+            print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functional {100 * summary['functional']:.1f}%, valid {100 * summary['valid']:.1f}%")
+        found = result["search"]
+        print(f"checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
+              f"functional {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
+        print(f"report: {result['location']}/report.md")
 
 
 if __name__ == "__main__":

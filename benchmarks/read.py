@@ -40,7 +40,7 @@ from inverse_tracr.programs.program import Program  # noqa: E402
 from inverse_tracr.programs.tracr_lib import LIB  # noqa: E402
 from inverse_tracr.zoo.generate import generate  # noqa: E402
 from inverse_tracr.zoo.manifest import ZooConfig  # noqa: E402
-from inverse_tracr.zoo.shards import Reader, shard_urls  # noqa: E402
+from inverse_tracr.zoo.shards import Reader, finished_shards, read_marker, shard_urls  # noqa: E402
 from inverse_tracr.zoo.store import Store  # noqa: E402
 
 HELD_OUT = ZooConfig(shard_size=100, min_ops=4, max_ops=8, seed=5151)
@@ -106,6 +106,14 @@ def main() -> None:
               f"{q(checked_ms, 0.9):.1f} p90 (target <= 50 ms)")
     for why, n in refusals.most_common(8):
         print(f"  refused x{n}: {why}")
+    # The zoo keeps only samples whose label the reader reads back from their weights: say how many
+    # candidates that removed, so the held-out figures above are not read as unconditional.
+    store = Store(args.store)
+    rejected: collections.Counter = collections.Counter()
+    for shard in finished_shards(store, "read-held-out", "standard"):
+        rejected.update(read_marker(store, "read-held-out", "standard", shard)["stats"]["rejections"])
+    print(f"held-out zoo generation rejected {rejected['label_not_read_back']} candidates whose label was not read back and "
+          f"{rejected['unreadable_weights']} whose weights were unreadable (of {sum(rejected.values())} rejections: {dict(rejected)})")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,22 @@ def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students()
     assert rotated.agreement(Program.from_rasp(lib.make_length(), range(5), 5)).agreement < 0.6
 
 
+def test_none_must_match_where_the_model_writes_nothing():
+    # A copy of the tokens writes a value everywhere: a candidate that says None at position 0
+    # is not verified by agreeing wherever it does say something.
+    copy = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), rasp.tokens), range(5), 5)
+    silent_first = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q and q > 0), rasp.tokens), range(5), 5)
+    behaviour = Behaviour.of(compile_program(copy))
+    assert behaviour.agreement(copy).agreement == 1.0
+    partial = behaviour.agreement(silent_first)
+    assert 0.6 < partial.defined < 1 and partial.agreement < 1.0
+    # …and where the model writes nothing (RASP's None: shift_by's first position), a value is wrong
+    shifted = Program.from_rasp(lib.shift_by(1, rasp.tokens), range(5), 5)
+    model_says = Behaviour.of(compile_program(shifted))
+    assert model_says.agreement(shifted).agreement == 1.0
+    assert model_says.agreement(copy).agreement < 0.5
+
+
 def test_the_search_finds_a_program_greedy_decoding_misses(zoo32, overfit):
     model, _ = overfit
     samples = list(read_samples(str(zoo32 / "z/standard/shard-{000000..000001}.tar")))

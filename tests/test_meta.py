@@ -199,3 +199,23 @@ def test_the_learning_rate_is_the_preset_s_unless_given():
     assert TrainConfig(store="s", zoo="z", model=MetaConfig(preset="small")).lr == PRESETS["small"].lr == 2e-3
     assert TrainConfig(store="s", zoo="z", model=MetaConfig(preset="small"), lr=1e-4).lr == 1e-4
     assert plan(load_values(None, "demo")).train.lr == PRESETS["tiny"].lr
+
+
+def test_prefix_attention_lets_weight_chunks_see_each_other_and_keeps_programs_causal():
+    torch.manual_seed(0)
+    model = MetaModel(MetaConfig(preset="tiny", max_chunks=16, attention="prefix")).eval()
+    valid = torch.tensor([[1, 1, 1, 0, 1, 1, 1.0]])  # three chunks, one padded, three program positions
+    allowed = model.attention_mask(valid, n_weights=4)[0, 0] == 0
+    assert allowed[0, 2] and not allowed[0, 3] and not allowed[0, 4]  # a chunk sees later chunks, not padding or programs
+    assert allowed[5].tolist() == [True, True, True, False, True, True, False]  # a program position: causal
+    causal = MetaModel(MetaConfig(preset="tiny", max_chunks=16, attention="causal"))
+    assert causal.attention_mask(valid, 4).tolist() == valid.long().tolist()
+    # what the first chunk's state depends on: under prefix attention, a later chunk
+    features = torch.randn(1, 3, weights.FEATURES)
+    program = torch.tensor([[vocab.BOS_ID, vocab.INDEX["Map"]]])
+    with torch.no_grad():
+        hidden = lambda f: model.backbone(inputs_embeds=torch.cat([model._embed_weights(f), model.program_in(program)], 1),  # noqa: E731
+                                          attention_mask=model.attention_mask(torch.ones(1, 5), 3)).last_hidden_state[0, 0]
+        changed = features.clone()
+        changed[0, 2, :10] += 3.0
+        assert (hidden(features) - hidden(changed)).abs().max() > 1e-4

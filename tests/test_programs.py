@@ -7,18 +7,14 @@ import random
 
 import numpy as np
 import pytest
-from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
 from inverse_tracr.compile import forward
-from inverse_tracr.compile.compiler import compile_program
-from inverse_tracr.compile.fast_init import fast_init
-from inverse_tracr.compile.model import BOS, PAD, CompiledModel
+from inverse_tracr.compile.compiler import compile_as_written, compile_program
+from inverse_tracr.meta import vocab
 from inverse_tracr.programs import Program, ProgramError, values
-from inverse_tracr.programs.from_rasp import lines_from_rasp
-from inverse_tracr.programs.program import canonicalize
-from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.handwritten import HANDWRITTEN
+from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import LIB
 
 USER_PROGRAMS = {**{f"lib:{n}": e for n, e in LIB.items()}, **HANDWRITTEN}
@@ -39,32 +35,6 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _with_names(sop: rasp.SOp, names: dict[str, str]) -> rasp.SOp:
-    """The user's RASP, every expression renamed (its functions, predicates and labels untouched)."""
-    memo: dict[str, rasp.RASPExpr] = {}
-
-    def go(e):
-        if isinstance(e, (rasp.TokensType, rasp.IndicesType)):
-            return e
-        if e.label not in memo:
-            if isinstance(e, rasp.Map):
-                new = rasp.Map(e.f, go(e.inner), simplify=False)
-            elif isinstance(e, rasp.LinearSequenceMap):
-                new = rasp.LinearSequenceMap(go(e.fst), go(e.snd), e.fst_fac, e.snd_fac)
-            elif isinstance(e, rasp.SequenceMap):
-                new = rasp.SequenceMap(e.f, go(e.fst), go(e.snd))
-            elif isinstance(e, rasp.Select):
-                new = rasp.Select(go(e.keys), go(e.queries), e.predicate)
-            elif isinstance(e, rasp.Aggregate):
-                new = rasp.Aggregate(go(e.selector), go(e.sop), default=e.default)
-            else:
-                new = rasp.SelectorWidth(go(e.selector))
-            memo[e.label] = rasp.annotate(new, **{**e.annotations, "name": names[e.label]})
-        return memo[e.label]
-
-    return go(sop)
-
-
 @pytest.mark.parametrize("name", sorted(USER_PROGRAMS))
 def test_user_programs_round_trip_and_compile_to_the_users_weights(name):
     entry = USER_PROGRAMS[name]
@@ -81,12 +51,7 @@ def test_user_programs_round_trip_and_compile_to_the_users_weights(name):
 
     # Stock Tracr on the user's own RASP (their lambdas and labels), with the canonical names (the
     # residual stream is ordered by name), gives exactly our parameters.
-    raw, names = lines_from_rasp(sop, vocab, max_seq_len)
-    canonical = canonicalize(raw, program.vocab, max_seq_len)
-    renamed = _with_names(sop, {label: canonical.names.get(raw_name, raw_name) for label, raw_name in names.items()})
-    with fast_init():
-        theirs = CompiledModel.from_tracr(
-            compiling.compile_rasp_to_model(renamed, set(vocab), max_seq_len, compiler_bos=BOS, compiler_pad=PAD), renamed.label)
+    theirs = compile_as_written(sop, vocab, max_seq_len)
     assert theirs.params.keys() == model.params.keys()
     for key in model.params:
         np.testing.assert_array_equal(theirs.params[key], model.params[key], err_msg=key)
@@ -170,6 +135,11 @@ def test_equal_library_names_give_equal_ids_in_every_construction_path():
     assert a == b
     assert Program.from_json(a.to_json()) == b
     assert Program.from_rasp(b.to_rasp(), (0, 1)) == a
+    # …and a meta-model's prediction that names the table by the other alias decodes to it too
+    ids = vocab.encode(a)
+    assert vocab.INDEX["@eq_0"] in ids
+    other = [vocab.INDEX["@ne_1"] if t == vocab.INDEX["@eq_0"] else t for t in ids]
+    assert vocab.decode(other, (0, 1), a.max_seq_len, a.types[a.output].values) == a
 
 
 def test_sampled_programs_survive_json_and_rasp_round_trips():

@@ -19,6 +19,7 @@ import pytest
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+from inverse_tracr.programs import Program
 from inverse_tracr.compile import forward, reader
 from inverse_tracr.compile.fast_init import fast_init
 from inverse_tracr.compile.model import BOS, PAD, READOUT, CompiledModel
@@ -58,6 +59,7 @@ def assert_reads_back(name: str, sop: rasp.SOp, vocab, max_seq_len: int) -> read
     TIMES[name] = time.perf_counter() - start
     assert set(reading.vocab) == set(vocab)
     assert reading.max_seq_len == max_seq_len
+    assert reading.program == Program.from_rasp(sop, vocab, max_seq_len), (name, reading.program.source())  # the same canonical id
     inputs = inputs_for(vocab, max_seq_len)
     model_outputs = forward.run(model, inputs)
     numerical = model.layout.output_values is None

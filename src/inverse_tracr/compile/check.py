@@ -6,10 +6,14 @@ them, so checking a candidate costs a millisecond or two. Inputs: every sequence
 length when there are at most `verify.EXHAUSTIVE_LIMIT` of them, else a large random sample that
 always includes full-length inputs.
 
-*Agreement* is the share of output positions where the candidate defines a value (RASP's None is
-not compared, as in Tracr's own tests) and the model's decoded output equals it (numbers within
-Tracr's tolerance). A candidate that leaves most positions undefined cannot be verified by the
-positions it does define: it needs `MIN_DEFINED` of them.
+*Agreement* is the share of output positions where the candidate or the model defines a value and
+the two are equal (numbers within Tracr's tolerance). A compiled model "defines" a categorical
+output where its output block holds a one-hot vector: where RASP gives None (an Aggregate that
+selects nothing, a None input to a Map) Tracr's model writes nothing, and the block is zero — the
+decoded argmax there is an artefact, not an answer. So a candidate that gives None where the model
+writes a value, or a value where the model writes none, disagrees there. (Numerical outputs cannot
+say None: a candidate's None is not compared.) A candidate must also define `MIN_DEFINED` of all
+positions.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from inverse_tracr.programs.batch import evaluate_groups
 
 #: Share of output positions a candidate must define for its agreement to count.
 MIN_DEFINED = 0.5
+#: A categorical output block whose largest entry is below this holds no value (Tracr writes 0 or 1).
+WRITTEN = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +42,7 @@ class Agreement:
     """How a candidate did against the model."""
 
     agreement: float  # matching positions / positions the candidate defines
-    positions: int  # positions compared
+    positions: int  # positions compared (where the candidate or the model defines a value)
     defined: float  # share of all positions the candidate defines
     inputs: int
     exhaustive: bool
@@ -65,10 +71,12 @@ class Behaviour:
         self._rows: dict[int, list[int]] = {}  # input length -> the inputs of that length, in order
         for i, xs in enumerate(self.inputs):
             self._rows.setdefault(len(xs), []).append(i)
-        self._outputs = {  # input length -> decoded outputs [B, T]
-            length: forward.output_array(model, forward.token_ids(model, [self.inputs[i] for i in rows]))
-            for length, rows in self._rows.items()
-        }
+        self._outputs: dict[int, np.ndarray] = {}  # input length -> decoded outputs [B, T]
+        self._written: dict[int, np.ndarray] = {}  # input length -> where the model writes a value [B, T]
+        for length, rows in self._rows.items():
+            scores = forward.output_scores(model, forward.token_ids(model, [self.inputs[i] for i in rows]))
+            self._outputs[length] = scores[..., 0] if self.numerical else scores.argmax(axis=-1)
+            self._written[length] = np.ones(scores.shape[:2], bool) if self.numerical else scores.max(axis=-1) > WRITTEN
 
     @classmethod
     def of(cls, model: CompiledModel, n: int = 4096, seed: int = 0) -> "Behaviour":
@@ -87,36 +95,40 @@ class Behaviour:
             return self._agreement_by_rasp(program)  # several values averaged: what rasp.evaluate says
         output = program.types[program.output]
         if output.numerical != self.numerical:  # a numerical candidate for a categorical model, or back
-            return self._result(0, sum(int(g.defined.sum()) for g in groups))
+            return self._result(0, sum(int(g.defined.sum()) for g in groups), sum(int(g.defined.sum()) for g in groups))
         if not self.numerical:
             layout_index = {v: i for i, v in enumerate(self.model.layout.output_values)}
             as_layout = np.array([layout_index.get(v, -2) for v in output.values] + [-3])  # index -1 (None) -> -3
-        compared = matches = 0
+        compared = matches = defined_total = 0
         for group in groups:  # a group holds all inputs of its length, in order, as `_rows` does
-            got, want, defined = self._outputs[group.tokens.shape[1]], group.output, group.defined
+            length = group.tokens.shape[1]
+            got, want, defined = self._outputs[length], group.output, group.defined
             same = np.isclose(got, np.nan_to_num(want), rtol=RTOL, atol=ATOL) if self.numerical else as_layout[want] == got
-            compared += int(defined.sum())
-            matches += int((same & defined).sum())
-        return self._result(matches, compared)
+            either = defined | (self._written[length] & (not self.numerical))
+            compared += int(either.sum())
+            matches += int((same & defined & self._written[length]).sum())
+            defined_total += int(defined.sum())
+        return self._result(matches, compared, defined_total)
 
     def _agreement_by_rasp(self, program: Program) -> Agreement:
-        compared = matches = 0
+        compared = matches = defined = 0
         values = self.model.layout.output_values
         for length, rows in self._rows.items():
-            for i, got in zip(rows, self._outputs[length].tolist()):
+            for i, got, written in zip(rows, self._outputs[length].tolist(), self._written[length].tolist()):
                 try:
                     want = program.evaluate(self.inputs[i])
                 except (ValueError, TypeError, ArithmeticError):
-                    continue
-                for g, w in zip(got, want):
-                    if w is not None:
+                    want = [None] * length
+                for g, w, wrote in zip(got, want, written):
+                    if w is not None or (wrote and not self.numerical):
                         compared += 1
-                        matches += same_value(g if values is None else values[g], w, numerical=values is None)
-        return self._result(matches, compared)
+                        defined += w is not None
+                        matches += w is not None and wrote and same_value(g if values is None else values[g], w, numerical=values is None)
+        return self._result(matches, compared, defined)
 
-    def _result(self, matches: int, compared: int) -> Agreement:
+    def _result(self, matches: int, compared: int, defined: int = 0) -> Agreement:
         total = sum(out.size for out in self._outputs.values())
-        return Agreement(matches / compared if compared else 0.0, compared, compared / total if total else 0.0,
+        return Agreement(matches / compared if compared else 0.0, compared, defined / total if total else 0.0,
                          len(self.inputs), self.exhaustive)
 
 

@@ -54,13 +54,17 @@ def _linear(params: dict[str, np.ndarray], name: str, x: np.ndarray) -> np.ndarr
     return x @ params[f"{name}/w"] + params[f"{name}/b"]
 
 
-def output_array(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
-    """Decoded outputs [B, T] for token ids [B, T+1] (BOS first; BOS position dropped): positions
-    in the layout's output values (categorical), or numbers."""
+def output_scores(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
+    """The output block [B, T, O] for token ids [B, T+1] (BOS first; BOS position dropped)."""
     residual = residual_output(model, ids)[:, 1:]  # [B, T, D]
     layout = model.layout
-    out = residual @ model.params[READOUT] if layout.readout else residual[..., list(layout.output_dims)]  # [B, T, O]
-    return out[..., 0] if layout.output_values is None else out.argmax(axis=-1)
+    return residual @ model.params[READOUT] if layout.readout else residual[..., list(layout.output_dims)]
+
+
+def output_array(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
+    """Decoded outputs [B, T]: positions in the layout's output values (categorical), or numbers."""
+    out = output_scores(model, ids)
+    return out[..., 0] if model.layout.output_values is None else out.argmax(axis=-1)
 
 
 def token_ids(model: CompiledModel, inputs: Sequence[Sequence[Any]]) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The meta-model: a GPT-2 (built from a config, never downloaded) that reads weights, writes programs.
 
 Sequence layout, as in the thesis: the weight chunks first (projected to the model width, given as
-`inputs_embeds`), then the program positions, so that under causal attention every program
-position sees all the weights. Two decoders share the layout:
+`inputs_embeds`), then the program positions, so that every program position sees all the weights.
+Attention over the weights is `causal` (GPT-2's own: an early chunk never sees a later one) or
+`prefix` (a prefix-LM, as Langosco et al.: the weight chunks see each other in both directions,
+program positions stay causal), set by a 4-D attention mask. Two decoders share the layout:
 
 - `slots` (the thesis): program positions are learned slot embeddings; slot i predicts token i.
 - `autoregressive` (the thesis's future work): program positions are the program's own tokens,
@@ -38,12 +40,15 @@ class MetaConfig:
     input_noise: float = 0.0  # Gaussian noise on (normalised) weights, × their std, in training
     input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
     targets: str = vocab.LAYOUT  # the program-token layout the model writes
+    attention: Literal["causal", "prefix"] = "prefix"  # over the weight chunks (see the module docstring)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
         if self.decoder not in ("autoregressive", "slots"):
             raise ValueError(f"unknown decoder {self.decoder!r}")
+        if self.attention not in ("causal", "prefix"):
+            raise ValueError(f"unknown attention {self.attention!r} (causal or prefix)")
 
 
 class MetaModel(nn.Module):
@@ -86,10 +91,22 @@ class MetaModel(nn.Module):
         positions = torch.cat([torch.arange(w.shape[1], device=w.device), self._program_positions(0, p.shape[1])])
         hidden = self.backbone(
             inputs_embeds=torch.cat([w, p], dim=1),
-            attention_mask=torch.cat([weight_mask, program_mask], dim=1).long(),
+            attention_mask=self.attention_mask(torch.cat([weight_mask, program_mask], dim=1), w.shape[1]),
             position_ids=positions.expand(len(w), -1),
         ).last_hidden_state
         return self.head(hidden[:, w.shape[1] :])  # [B, T, V]
+
+    def attention_mask(self, valid: torch.Tensor, n_weights: int) -> torch.Tensor:
+        """GPT-2's attention mask for a sequence of `n_weights` chunks then program positions:
+        `valid` [B, T] (padding: 0) as is for causal attention; for a prefix-LM, an additive
+        [B, 1, T, T] mask where a query sees every valid chunk and the valid positions up to itself."""
+        if self.config.attention == "causal":
+            return valid.long()
+        t = valid.shape[1]
+        query, key = torch.arange(t, device=valid.device)[:, None], torch.arange(t, device=valid.device)[None, :]
+        allowed = ((key < n_weights) | (key <= query))[None] & valid.bool()[:, None, :]  # [B, T, T]
+        allowed |= torch.eye(t, dtype=torch.bool, device=valid.device)  # a padded position sees itself: no empty softmax row
+        return torch.zeros(allowed.shape, device=valid.device).masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]
 
     def _embed_weights(self, features):
         """Weight chunks [B, N, FEATURES] → model width, with the training-time regularisers."""
@@ -202,10 +219,13 @@ class Decoding:
         self.mask = torch.cat([weight_mask, torch.ones(b, 1, device=self.device)], dim=1)
         positions = torch.cat([torch.arange(w.shape[1], device=self.device), model._program_positions(0, 1)])
         self.cache = None
-        self._run(torch.cat([w, model.program_in(bos)], dim=1), positions)
+        # The first pass holds the weights: the model's own mask (a prefix-LM's is 4-D); every
+        # later token attends to all that came before, which the plain padding mask says.
+        self._run(torch.cat([w, model.program_in(bos)], dim=1), positions, model.attention_mask(self.mask, w.shape[1]))
 
-    def _run(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
-        out = self.model.backbone(inputs_embeds=embeds, attention_mask=self.mask.long(), position_ids=positions.expand(len(embeds), -1),
+    def _run(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        mask = self.mask.long() if mask is None else mask
+        out = self.model.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions.expand(len(embeds), -1),
                                   past_key_values=self.cache, use_cache=True)
         self.logits, self.cache = self.model.head(out.last_hidden_state[:, -1]), out.past_key_values
 

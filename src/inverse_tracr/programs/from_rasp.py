@@ -103,3 +103,43 @@ def _postorder(sop: rasp.RASPExpr) -> list[rasp.RASPExpr]:
 
     visit(sop)
     return order
+
+
+def canonical_names(sop: rasp.SOp, vocab: Sequence[Any], max_seq_len: int) -> dict[str, str]:
+    """Each expression's variable name in the canonical `Program` (by label; merged expressions
+    share one)."""
+    from inverse_tracr.programs.program import canonicalize
+    from inverse_tracr.programs.values import order
+
+    lines, names = lines_from_rasp(sop, vocab, max_seq_len)
+    canonical = canonicalize(lines, order(vocab), max_seq_len).names
+    return {label: canonical.get(name, name) for label, name in names.items()}
+
+
+def renamed(sop: rasp.SOp, names: dict[str, str]) -> rasp.SOp:
+    """The same RASP program with every expression (by label) given the name in `names` — its
+    functions, predicates and annotations untouched. Tracr orders the residual stream by name, so
+    the user's program renamed to a `Program`'s canonical names compiles to exactly that
+    `Program`'s parameters: how the tests and `benchmarks/coverage.py` check a round trip."""
+    memo: dict[str, rasp.RASPExpr] = {}
+
+    def go(e):
+        if isinstance(e, (rasp.TokensType, rasp.IndicesType)):
+            return e
+        if e.label not in memo:
+            if isinstance(e, rasp.Map):
+                new = rasp.Map(e.f, go(e.inner), simplify=False)
+            elif isinstance(e, rasp.LinearSequenceMap):
+                new = rasp.LinearSequenceMap(go(e.fst), go(e.snd), e.fst_fac, e.snd_fac)
+            elif isinstance(e, rasp.SequenceMap):
+                new = rasp.SequenceMap(e.f, go(e.fst), go(e.snd))
+            elif isinstance(e, rasp.Select):
+                new = rasp.Select(go(e.keys), go(e.queries), e.predicate)
+            elif isinstance(e, rasp.Aggregate):
+                new = rasp.Aggregate(go(e.selector), go(e.sop), default=e.default)
+            else:
+                new = rasp.SelectorWidth(go(e.selector))
+            memo[e.label] = rasp.annotate(new, **{**e.annotations, "name": names[e.label]})
+        return memo[e.label]
+
+    return go(sop)

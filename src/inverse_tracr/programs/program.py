@@ -19,7 +19,8 @@ The canonical form (`canonicalize`) makes that true:
 - numbers are the float32 values a weight can carry;
 - a `SequenceMap(f, x, x)` keeps only what Tracr compiles of it: the diagonal and the image;
 - a Select that selects nothing has no query weights: its queries are its keys (and a line that
-  only such a Select read is dropped);
+  only such a Select read is dropped); a SequenceMap one of whose operands has a single value has
+  that operand first (either way round, Tracr makes the same hidden units);
 - identical lines are merged;
 - lines are ordered by depth in the computation graph, ties broken by their content, and
   variables renamed v1, v2, … in that order (the residual stream is laid out by these names).
@@ -197,6 +198,12 @@ def _simplify(typed: _Typed) -> tuple[dict[str, Line], str, dict[str, str]] | No
         if line.op == "Select" and not any(line.fn) and line.operands[0] != line.operands[1]:
             n = len(types[line.operands[0]].values)
             lines[ret], changed = line._replace(fn=(False,) * (n * n), operands=(line.operands[0],) * 2), True
+        if line.op == "SequenceMap" and len(types[line.operands[1]].values) == 1 < len(types[line.operands[0]].values):
+            # One hidden unit per value of the other operand either way round: the same weights.
+            x, y = line.operands
+            nx = len(types[x].values)
+            lines[ret], changed = line._replace(operands=(y, x), fn=tuple(line.fn[i] for i in range(nx))), True
+            line = lines[ret]
         if line.op == "SequenceMap" and line.operands[0] == line.operands[1]:
             table = _one_variable_table(line.fn, len(types[line.operands[0]].values))
             if _fn_key(table) != _fn_key(line.fn):
