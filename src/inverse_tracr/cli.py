@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='zoo kinds to train on, comma-separated or a JSON list like ["standard","compressed"] (default: %(default)s)')
     tr.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default: %(default)s)")
     tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
+    tr.add_argument("--attention", default="prefix", choices=["prefix", "causal"],
+                    help="over the weight chunks: prefix (they see each other both ways) or causal (GPT-2's) (default: %(default)s)")
     tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
     tr.add_argument("--batch-size", type=_positive, default=32, help="programs per step and process (default: %(default)s)")
     tr.add_argument("--grad-accum", type=_positive, default=1, help="batches per optimizer step (default: %(default)s)")
@@ -370,7 +372,8 @@ def _train(args: argparse.Namespace) -> int:
     from inverse_tracr.meta.train import TrainConfig, distributed, train
 
     try:
-        model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout)
+        model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout,
+                           attention=args.attention)
         config = TrainConfig(
             store=args.store, zoo=args.zoo, run=args.run, kinds=tuple(k.strip() for k in args.kinds.split(",")), model=model,
             steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup=args.warmup,
