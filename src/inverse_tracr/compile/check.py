@@ -19,7 +19,6 @@ positions.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import random
 from typing import Any, Sequence
 
@@ -27,9 +26,9 @@ import numpy as np
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import BOS, PAD, CompiledModel
-from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, input_space, same_value
+from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, all_inputs, input_space, same_value
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.batch import evaluate_groups
+from inverse_tracr.programs.batch import Group, evaluate_groups
 
 #: Share of output positions a candidate must define for its agreement to count.
 MIN_DEFINED = 0.5
@@ -41,11 +40,12 @@ WRITTEN = 0.5
 class Agreement:
     """How a candidate did against the model."""
 
-    agreement: float  # matching positions / positions the candidate defines
+    agreement: float  # matching positions / positions compared
     positions: int  # positions compared (where the candidate or the model defines a value)
     defined: float  # share of all positions the candidate defines
     inputs: int
     exhaustive: bool
+    matches: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,7 +56,7 @@ def inputs_for(vocab: Sequence[Any], max_seq_len: int, n: int = 4096, seed: int 
     a quarter at full length."""
     vocab = list(vocab)
     if input_space(vocab, max_seq_len) <= EXHAUSTIVE_LIMIT:
-        return [list(xs) for length in range(1, max_seq_len + 1) for xs in itertools.product(vocab, repeat=length)], True
+        return all_inputs(vocab, max_seq_len), True
     rng = random.Random(seed)
     lengths = [max_seq_len] * (n // 4) + [rng.randint(1, max_seq_len) for _ in range(n - n // 4)]
     return [[rng.choice(vocab) for _ in range(length)] for length in lengths], False
@@ -85,10 +85,11 @@ class Behaviour:
         max_seq_len = model.params["pos_embed/embeddings"].shape[0] - 1
         return cls(model, *inputs_for(vocab, max_seq_len, n, seed))
 
-    def agreement(self, program: Program) -> Agreement:
-        """The candidate's agreement with the model (0 if it cannot even run on these inputs)."""
+    def agreement(self, program: Program, groups: list[Group] | None = None) -> Agreement:
+        """The candidate's agreement with the model (0 if it cannot even run on these inputs);
+        `groups`: the program's outputs on these inputs, if already evaluated (`verify.screen`)."""
         try:
-            groups = evaluate_groups(program, self.inputs)
+            groups = groups if groups is not None else evaluate_groups(program, self.inputs)
         except (ValueError, TypeError, ArithmeticError):
             return self._result(0, 0)
         if any(group.irregular.any() for group in groups):
@@ -129,7 +130,7 @@ class Behaviour:
     def _result(self, matches: int, compared: int, defined: int = 0) -> Agreement:
         total = sum(out.size for out in self._outputs.values())
         return Agreement(matches / compared if compared else 0.0, compared, defined / total if total else 0.0,
-                         len(self.inputs), self.exhaustive)
+                         len(self.inputs), self.exhaustive, matches)
 
 
 def identical_weights(a: CompiledModel, b: CompiledModel, atol: float = 1e-6) -> bool:

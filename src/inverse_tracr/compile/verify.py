@@ -51,7 +51,12 @@ def check_inputs(program: Program, n: int = 1024, seed: int = 0) -> list[list[An
     """Every input if there are at most EXHAUSTIVE_LIMIT, else `make_inputs(program, n, seed)`."""
     if input_space(program.vocab, program.max_seq_len) > EXHAUSTIVE_LIMIT:
         return make_inputs(program, n, seed)
-    return [list(xs) for length in range(1, program.max_seq_len + 1) for xs in itertools.product(program.vocab, repeat=length)]
+    return all_inputs(program.vocab, program.max_seq_len)
+
+
+def all_inputs(vocab: Sequence[Any], max_seq_len: int) -> list[list[Any]]:
+    """Every input sequence of lengths 1 … max_seq_len, shortest first."""
+    return [list(xs) for length in range(1, max_seq_len + 1) for xs in itertools.product(vocab, repeat=length)]
 
 
 def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[Group] | None, str | None]:
@@ -92,26 +97,6 @@ def expected_outputs(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple
     return outputs, None
 
 
-def verify_groups(model: CompiledModel, program: Program, inputs: Sequence[Sequence[Any]], groups: list[Group],
-                  exhaustive: bool = False) -> Verification:
-    """`verify` on `screen`'s arrays, without a value leaving NumPy (the zoo's fast path)."""
-    output = program.types[program.output]
-    positions = mismatches = 0
-    if output.categorical:
-        layout_index = {v: i for i, v in enumerate(model.layout.output_values or ())}
-        as_layout = np.array([layout_index.get(v, -1) for v in output.values])
-    for group in groups:
-        got = forward.output_array(model, forward.token_ids(model, [inputs[i] for i in group.rows]))
-        defined = group.defined
-        if output.categorical:
-            wrong = as_layout[np.maximum(group.output, 0)] != got
-        else:
-            wrong = ~np.isclose(got, group.output, rtol=RTOL, atol=ATOL)
-        positions += int(defined.sum())
-        mismatches += int((wrong & defined).sum())
-    return Verification(len(inputs), positions, mismatches, exhaustive)
-
-
 @dataclasses.dataclass(frozen=True)
 class Verification:
     """How the compiled model did against RASP (stored in meta.json)."""
@@ -124,6 +109,11 @@ class Verification:
     @property
     def passed(self) -> bool:
         return self.mismatches == 0 and self.positions > 0
+
+    @classmethod
+    def of(cls, agreement) -> "Verification":
+        """From a behavioural check (`compile.check.Agreement`)."""
+        return cls(agreement.inputs, agreement.positions, agreement.positions - agreement.matches, agreement.exhaustive)
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}

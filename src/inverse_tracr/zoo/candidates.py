@@ -12,7 +12,8 @@ from typing import Any
 
 from inverse_tracr.compile import reader
 from inverse_tracr.compile.compiler import compile_program
-from inverse_tracr.compile.verify import EXHAUSTIVE_LIMIT, check_inputs, input_space, screen, verify_groups
+from inverse_tracr.compile.check import Behaviour
+from inverse_tracr.compile.verify import EXHAUSTIVE_LIMIT, Verification, check_inputs, input_space, screen
 from inverse_tracr.programs.sampler import SamplerConfig, SamplerError, sample_program
 from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.manifest import versions
@@ -42,7 +43,7 @@ def build_candidate(payload: dict[str, Any]) -> dict[str, Any]:
         return {"reason": f"compile_error:{type(error).__name__}", "ops": len(program.lines)}
     compile_seconds = time.perf_counter() - started
     exhaustive = input_space(program.vocab, program.max_seq_len) <= EXHAUSTIVE_LIMIT
-    verification = verify_groups(model, program, inputs, expected, exhaustive)
+    verification = Verification.of(Behaviour(model, inputs, exhaustive).agreement(program, expected))
     if not verification.passed:
         return {"reason": "wrong_output", "ops": len(program.lines)}
     # The label must be what the weights say: the exact reader gives the program they determine.
