@@ -15,6 +15,7 @@ from tracr.rasp import rasp
 from conftest import cli_env
 from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.verify import same_value
 from inverse_tracr.compile.model import BOS, PAD, CompiledModel
 from inverse_tracr.distill import student
 from inverse_tracr.distill.stage import student_layout
@@ -59,6 +60,15 @@ def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students()
     rotated = Behaviour.of(_rotated_student(compile_program(hist)))
     assert rotated.agreement(hist).agreement == 1.0
     assert rotated.agreement(Program.from_rasp(lib.make_length(), range(5), 5)).agreement < 0.6
+
+
+def test_a_candidate_of_the_wrong_kind_scores_zero_and_never_raises():
+    # A categorical candidate whose Aggregate averages several values (rasp.evaluate decides those
+    # inputs one by one) against a numerical model; and labels where numbers are due.
+    frac = Behaviour.of(compile_program(Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 1), range(5), 5)))
+    averaging = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), rasp.tokens), range(5), 5)
+    assert frac.agreement(averaging).agreement == 0.0
+    assert not same_value("a", 1.0, numerical=True) and same_value(1, 1.0000001, numerical=True)
 
 
 def test_none_must_match_where_the_model_writes_nothing():

@@ -92,11 +92,12 @@ class Behaviour:
             groups = groups if groups is not None else evaluate_groups(program, self.inputs)
         except (ValueError, TypeError, ArithmeticError):
             return self._result(0, 0)
-        if any(group.irregular.any() for group in groups):
-            return self._agreement_by_rasp(program)  # several values averaged: what rasp.evaluate says
         output = program.types[program.output]
         if output.numerical != self.numerical:  # a numerical candidate for a categorical model, or back
-            return self._result(0, sum(int(g.defined.sum()) for g in groups), sum(int(g.defined.sum()) for g in groups))
+            defined = sum(int(g.defined.sum()) for g in groups)
+            return self._result(0, defined, defined)
+        if any(group.irregular.any() for group in groups):
+            return self._agreement_by_rasp(program)  # several values averaged: what rasp.evaluate says
         if not self.numerical:
             layout_index = {v: i for i, v in enumerate(self.model.layout.output_values)}
             as_layout = np.array([layout_index.get(v, -2) for v in output.values] + [-3])  # index -1 (None) -> -3

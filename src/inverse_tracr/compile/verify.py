@@ -133,5 +133,9 @@ def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequ
 
 
 def same_value(got: Any, want: Any, numerical: bool) -> bool:
-    """A model's output against RASP's: numbers within Tracr's tolerance, labels equal."""
-    return math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL) if numerical else got == want
+    """A model's output against RASP's: numbers within Tracr's tolerance, labels equal (a label
+    where a number is due is simply not equal)."""
+    if not numerical:
+        return got == want
+    numbers = (int, float)
+    return isinstance(got, numbers) and isinstance(want, numbers) and math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL)
