@@ -29,7 +29,6 @@ class NamedFn:
     name: str
     arity: int
     fn: Callable[..., Value] = dataclasses.field(compare=False, repr=False)
-    commutative: bool = False
     # Comparisons give booleans; only those may be numerically encoded, because Tracr's numerical
     # Aggregate can only average binary values.
     binary: bool = False
@@ -74,24 +73,21 @@ def _map_library() -> dict[str, NamedFn]:
 
 
 def _sequence_map_library() -> dict[str, NamedFn]:
-    def fn(name: str, f: Callable[[Value, Value], Value], commutative: bool, binary=False):
-        return name, NamedFn(name, 2, f, commutative=commutative, binary=binary)
-
-    return dict(
-        [
-            fn("add", operator.add, True),
-            fn("sub", operator.sub, False),
-            fn("mul", operator.mul, True),
-            fn("min", min, True),
-            fn("max", max, True),
-            fn("eq", operator.eq, True, binary=True),
-            fn("ne", operator.ne, True, binary=True),
-            fn("lt", operator.lt, False, binary=True),
-            fn("gt", operator.gt, False, binary=True),
-            fn("both", lambda x, y: bool(x) and bool(y), True, binary=True),
-            fn("either", lambda x, y: bool(x) or bool(y), True, binary=True),
-        ]
-    )
+    functions = {
+        "add": operator.add,
+        "sub": operator.sub,
+        "mul": operator.mul,
+        "min": min,
+        "max": max,
+        "eq": operator.eq,
+        "ne": operator.ne,
+        "lt": operator.lt,
+        "gt": operator.gt,
+        "both": lambda x, y: bool(x) and bool(y),
+        "either": lambda x, y: bool(x) or bool(y),
+    }
+    comparisons = {"eq", "ne", "lt", "gt", "both", "either"}
+    return {name: NamedFn(name, 2, f, binary=name in comparisons) for name, f in functions.items()}
 
 
 MAP_FNS: Mapping[str, NamedFn] = _map_library()

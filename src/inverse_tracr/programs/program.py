@@ -398,11 +398,6 @@ class Program:
         )
 
     @property
-    def functions(self) -> list[str]:
-        """Library names of the tables that have one."""
-        return sorted({a for a in self.aliases if a is not None})
-
-    @property
     def encodings(self) -> dict[str, str]:
         return {ret: t.encoding for ret, t in self.types.items() if not t.selector and ret not in INPUTS}
 
