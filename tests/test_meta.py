@@ -18,7 +18,7 @@ from conftest import cli_env
 from inverse_tracr.compile.model import Layout
 from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab, weights
-from inverse_tracr.meta.data import collate, example
+from inverse_tracr.meta.data import collate, example, quiet_handover
 from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, MetaConfig, MetaModel
 from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
@@ -219,3 +219,16 @@ def test_prefix_attention_lets_weight_chunks_see_each_other_and_keeps_programs_c
         changed = features.clone()
         changed[0, 2, :10] += 3.0
         assert (hidden(features) - hidden(changed)).abs().max() > 1e-4
+
+
+def test_a_loader_worker_prints_real_errors_but_not_a_handover_the_trainer_abandoned(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    quiet_handover(0)
+    for error in (ConnectionResetError(104, "Connection reset by peer"), EOFError(), ValueError("a real error")):
+        try:
+            raise error
+        except Exception:  # noqa: BLE001 - as multiprocessing.resource_sharer reports its thread's errors
+            sys.excepthook(*sys.exc_info())
+    printed = capsys.readouterr().err
+    assert "ValueError: a real error" in printed
+    assert "ConnectionResetError" not in printed and "EOFError" not in printed

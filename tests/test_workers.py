@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+from conftest import cli_env
 from inverse_tracr.compile.workers import AdaptiveTimeout, GuardedPool
 
 
@@ -48,3 +52,24 @@ def test_pool_kills_a_worker_over_its_memory_cap():
     with GuardedPool("worker_jobs:hog", workers=1, memory_limit_mb=300) as pool:
         outcome = _run(pool, [("hog", 1, 600)])["hog"]
     assert outcome.reason == "memory"
+
+
+def test_a_worker_whose_parent_is_gone_exits_quietly():
+    """An interrupted parent stops waiting for a starting worker; the worker must not print a
+    traceback into the interrupted command's output (it did: BrokenPipeError on "ready")."""
+    script = """
+import multiprocessing
+from inverse_tracr.compile.workers import _worker_main
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    worker = ctx.Process(target=_worker_main, args=("worker_jobs:echo", child))
+    worker.start()
+    child.close()
+    parent.close()
+    worker.join()
+    print("exit", worker.exitcode)
+"""
+    tests = str(Path(__file__).parent)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tests, env=cli_env(PYTHONPATH=tests), capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["exit", "0"] and result.stderr == ""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from typing import Sequence
 
 from inverse_tracr.meta.presets import PRESETS
@@ -513,27 +511,6 @@ def _decompile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_threads_once_interrupted() -> None:
-    """From Ctrl-C on, errors in background threads are not printed: as a data loader's workers
-    stop, its fd-sharing thread (multiprocessing.resource_sharer) fails with a traceback that races
-    the interruption message (measured: 1 run in 3 of the run interruption test). The signal
-    handler marks the moment before any unwinding starts."""
-    interrupted = threading.Event()
-
-    def on_sigint(signum, frame):
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    def on_thread_error(args):
-        if not interrupted.is_set():
-            threading.__excepthook__(args)
-
-    # Only a main thread may set signal handlers; where SIGINT is ignored, it stays ignored.
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, on_sigint)
-        threading.excepthook = on_thread_error
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -567,13 +544,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         errors += (TrainError, EvaluateError)
 
-    _quiet_threads_once_interrupted()
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; rerun the same command to continue", file=sys.stderr)
-        # Worker pools are closed by now, and every store write is whole-object. Skip interpreter
-        # teardown, where the same fd-sharing thread can still fail.
+        # Worker pools are closed by now, and every store write is whole-object: nothing is left
+        # for interpreter teardown to finish, where library threads could still print.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)

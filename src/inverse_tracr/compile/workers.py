@@ -79,16 +79,19 @@ def _worker_main(job: str, conn: multiprocessing.connection.Connection) -> None:
     os.environ.update(_WORKER_ENV)
     module, name = job.split(":")
     fn = getattr(importlib.import_module(module), name)
-    conn.send("ready")
-    while True:
-        task = conn.recv()
-        if task is None:
-            return
-        key, payload = task
-        try:
-            conn.send((key, fn(payload), None))
-        except Exception as error:  # noqa: BLE001 - a job's failure is data, not a crash
-            conn.send((key, None, f"error:{type(error).__name__}"))
+    try:
+        conn.send("ready")
+        while True:
+            task = conn.recv()
+            if task is None:
+                return
+            key, payload = task
+            try:
+                conn.send((key, fn(payload), None))
+            except Exception as error:  # noqa: BLE001 - a job's failure is data, not a crash
+                conn.send((key, None, f"error:{type(error).__name__}"))
+    except (EOFError, OSError):  # the parent is gone (interrupted, killed): no one to answer
+        return
 
 
 def _rss_bytes(pid: int) -> int:

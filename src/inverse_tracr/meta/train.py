@@ -26,7 +26,7 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from inverse_tracr.meta import checkpoint, vocab
-from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta.data import collate, quiet_handover, stream
 from inverse_tracr.meta.model import MetaConfig, MetaModel
 from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.zoo.manifest import read_config
@@ -110,7 +110,8 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
     dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate, num_workers=config.loader_workers)
+    loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate, num_workers=config.loader_workers,
+                        worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
     step, history = 0, []
     newest = checkpoint.newest(store, run)
