@@ -10,6 +10,11 @@ then, evaluated on the zoo's own validation split and on a held-out zoo (a seed 
     python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --steps 1500 --attention prefix \
         --held-out /tmp/inverse-tracr-bench/read-held-out   # made by benchmarks/read.py
 
+Each run's figures go to `<store>/<zoo>/meta/<run>/bench.json`; compare runs (a table, and a plot of
+training token accuracy against programs seen, one line per recipe):
+
+    python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --compare tiny-chunks tiny-neurons --plot curves.png
+
 Bars to beat at full scale: the source's 73 % tokens / 0.4 % exact (15-op programs, GPU); a later
 public work's 98.3 % tokens / 60 % exact (4–8 ops, 1.6 M pairs).
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 
 from torch.utils.data import DataLoader
@@ -32,8 +38,8 @@ from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
 
-def loader_rate(urls, batch_size: int, workers: int, max_chunks: int, batches: int = 60) -> float:
-    dataset = stream(urls, "train", max_chunks, shuffle_buffer=1000, seed=0)
+def loader_rate(urls, batch_size: int, workers: int, model: MetaConfig, batches: int = 60) -> float:
+    dataset = stream(urls, "train", model.max_chunks, shuffle_buffer=1000, seed=0, weight_tokens=model.weight_tokens)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
     it = iter(loader)
     next(it)  # start-up (worker processes, first shard)
@@ -55,14 +61,20 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=1)
     parser.add_argument("--eval-programs", type=int, default=300)
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
+    parser.add_argument("--weight-tokens", choices=("chunks", "neurons"), default="chunks", help="the input's form (meta/weights.py)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well")
+    parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished runs instead of training one")
+    parser.add_argument("--plot", default="meta_cpu.png", help="with --compare: where the learning curves go")
     args = parser.parse_args()
+    if args.compare:
+        compare(Store(args.store), args.zoo, args.compare, args.plot)
+        return
 
     store = Store(args.store)
     urls = shard_urls(store, args.zoo)
-    model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention)
+    model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens)
     print(f"zoo {args.zoo}: {len(urls)} shards")
-    rate = loader_rate(urls, args.batch_size, args.loader_workers, model.max_chunks)
+    rate = loader_rate(urls, args.batch_size, args.loader_workers, model)
     print(f"loader alone: {rate:.0f} samples/s ({args.loader_workers} worker(s))")
 
     config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, model=model, steps=args.steps, batch_size=args.batch_size,
@@ -74,6 +86,9 @@ def main() -> None:
           f"(loader alone {rate:.0f}/s: {'not ' if rate > 1.5 * figures['samples_per_second'] else ''}a bottleneck); "
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
+    bench = {"recipe": {"preset": args.preset, "attention": args.attention, "weight_tokens": args.weight_tokens, "steps": args.steps,
+                        "batch_size": args.batch_size}, "train_seconds": round(time.monotonic() - started),
+             "train_token_accuracy": figures["token_accuracy"]}
     for data, split in ((None, "val"), (args.held_out, "all")):
         if split == "all" and not data:
             continue
@@ -87,6 +102,42 @@ def main() -> None:
         print(f"checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
               f"functional {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
         print(f"report: {result['location']}/report.md")
+        bench["held_out" if data else "val"] = {
+            "programs": result["programs"], "teacher_forced_tokens": result["decodings"]["teacher_forced"]["token_accuracy"],
+            **{f"greedy_{k}": result["decodings"]["autoregressive"][k] for k in ("exact", "functional")},
+            **{f"search_{k}": found[k] for k in ("verified", "exact", "functional")}}
+    store.write_bytes(json.dumps(bench, indent=1).encode(), args.zoo, "meta", args.run, "bench.json")
+
+
+def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
+    """A markdown table of the runs' figures and their learning curves (training token accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inverse_tracr.meta.train import read_history
+
+    columns = ["teacher_forced_tokens", "greedy_exact", "greedy_functional", "search_verified", "search_exact"]
+    print("| run | recipe | train s | train tokens % | " + " | ".join(f"held-out {c.replace('_', ' ')} %" for c in columns) + " |")
+    print("|" + "---|" * (4 + len(columns)))
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        bench = json.loads(store.read_bytes(zoo, "meta", run, "bench.json"))
+        held = bench.get("held_out", bench.get("val", {}))
+        recipe = ", ".join(f"{k}={v}" for k, v in bench["recipe"].items())
+        print(f"| {run} | {recipe} | {bench['train_seconds']} | {100 * bench['train_token_accuracy']:.1f} | "
+              + " | ".join(f"{100 * held[c]:.1f}" if c in held else "-" for c in columns) + " |")
+        history = read_history(store, zoo, run)
+        seen = [h["step"] * bench["recipe"]["batch_size"] for h in history]
+        axes.plot(seen, [h["token_accuracy"] for h in history], label=f"{run} (held-out {100 * held.get('teacher_forced_tokens', 0):.1f} %)")
+    axes.set_xlabel("programs seen in training")
+    axes.set_ylabel("training token accuracy (teacher-forced)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(plot, dpi=120)
+    print(f"plot: {plot}")
 
 
 if __name__ == "__main__":

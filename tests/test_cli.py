@@ -36,6 +36,10 @@ def test_bad_input_is_one_clear_line_without_traceback(tmp_path):
         (["generate", "--store", str(tmp_path), "--vocab-size", "50"], 1, "vocab_size"),
         (["generate", "--store", "nosuch://x"], 1, "unsupported store URL"),
         (["inspect", str(tmp_path / "missing.tar")], 1, "no such shard"),
+        # every stage's own error is one line too (one base class, caught once)
+        (["train", "--store", str(tmp_path), "--zoo", "none", "--steps", "1"], 1, "no finished shards of kinds standard"),
+        (["evaluate", "--store", str(tmp_path), "--zoo", "none", "--run", "x"], 1, "no finished shards in none/standard"),
+        (["distill", "--store", str(tmp_path), "--zoo", "none"], 1, "no zoo 'none'"),
     ]
     for args, code, fragment in cases:
         result = run(*args)

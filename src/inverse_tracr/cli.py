@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from typing import Sequence
 
+from inverse_tracr import progress
+from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta.presets import PRESETS
 
 EXAMPLES = """
@@ -22,7 +25,7 @@ examples:
 """
 
 
-class UserError(Exception):
+class UserError(InverseTracrError):
     """A mistake in the command line or its inputs; printed as one line."""
 
 
@@ -75,6 +78,54 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
+
+
+def _log_format(text: str) -> str:
+    if text not in progress.FORMATS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(progress.FORMATS)}, got {text!r}")
+    return text
+
+
+#: How progress is logged without a terminal: options, else these variables (how pods set them), else defaults.
+LOG_SETTINGS = (
+    ("log_every_seconds", "INVERSE_TRACR_LOG_EVERY_SECONDS", _seconds, "10"),
+    ("log_format", "INVERSE_TRACR_LOG_FORMAT", _log_format, "text"),
+)
+
+
+def _log_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """--log-every-seconds and --log-format, taken before the command and after it."""
+    # After the command they default to SUPPRESS: a subcommand's default would replace a value given before it.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--log-every-seconds", type=_seconds, default=default, metavar="SECONDS",
+                        help="without a terminal, seconds between progress lines; 0: every update "
+                             "(default: $INVERSE_TRACR_LOG_EVERY_SECONDS, else 10)")
+    parser.add_argument("--log-format", type=_log_format, default=default, metavar="{" + ",".join(progress.FORMATS) + "}",
+                        help="without a terminal, progress lines as text or one JSON object each "
+                             "(default: $INVERSE_TRACR_LOG_FORMAT, else text)")
+
+
+def _log_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[float | str]:
+    values = []
+    for name, variable, parse, default in LOG_SETTINGS:
+        value = getattr(args, name)
+        if value is None:
+            try:
+                value = parse(os.environ.get(variable) or default)  # empty: unset, as a chart may leave it
+            except argparse.ArgumentTypeError as error:
+                parser.error(f"{variable}: {error}")
+        values.append(value)
+    return values
+
+
 def _where(parser: argparse.ArgumentParser, run: bool = False) -> None:
     """--store and --zoo (and --run): where a stage reads and writes."""
     parser.add_argument("--store", default="./zoo-store", help="store URL: a local path, file://, gs:// or s3:// (default: %(default)s)")
@@ -98,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks) to stderr")
+    _log_options(parser, top=True)
     stages = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
     rn = stages.add_parser(
@@ -282,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--budget-seconds", type=float, default=10.0, help="stop searching after this long (default: %(default)s)")
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     dec.set_defaults(handler=_decompile)
+    for command in stages.choices.values():
+        _log_options(command, top=False)
     return parser
 
 
@@ -517,33 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Libraries (gcsfs, botocore) log their retries with tracebacks: only ours, unless --verbose.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("inverse_tracr").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from inverse_tracr.zoo.generate import GenerationError
-    from inverse_tracr.zoo.manifest import ZooConfigError
-    from inverse_tracr.zoo.store import StoreError
-
-    errors: tuple[type[Exception], ...] = (UserError, StoreError, ZooConfigError, GenerationError)
-    if args.command == "run":
-        from inverse_tracr.evaluate.run import EvaluateError
-        from inverse_tracr.meta.train import TrainError
-        from inverse_tracr.pipeline.run import RunConfigError
-
-        from inverse_tracr.distill.stage import DistillError
-
-        errors += (RunConfigError, TrainError, EvaluateError, DistillError)
-    if args.command == "distill":
-        from inverse_tracr.distill.stage import DistillError
-
-        errors += (DistillError,)
-    if args.command == "submit":
-        from inverse_tracr.pipeline.submit import SubmitError
-
-        errors += (SubmitError,)
-    if args.command in ("train", "decompile", "evaluate"):
-        from inverse_tracr.evaluate.run import EvaluateError
-        from inverse_tracr.meta.train import TrainError
-
-        errors += (TrainError, EvaluateError)
-
+    progress.configure(*_log_settings(parser, args))
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -553,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    except errors as error:
+    except InverseTracrError as error:
         if args.verbose:
             raise
         print(f"inverse-tracr {args.command}: error: {error}", file=sys.stderr)

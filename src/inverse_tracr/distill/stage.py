@@ -22,12 +22,12 @@ import statistics
 import time
 from typing import Any, Iterable
 
-from tqdm import tqdm
-
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel, Layout
 from inverse_tracr.compile.workers import AdaptiveTimeout, GuardedPool
 from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
+from inverse_tracr.errors import InverseTracrError
+from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.manifest import read_config, versions
 from inverse_tracr.zoo.shards import Reader, finished_shards, part_of, shard_name, write_shard
@@ -39,7 +39,7 @@ CONFIG_FILE = "distill.json"
 TIMEOUT = AdaptiveTimeout(floor=900.0)
 
 
-class DistillError(ValueError):
+class DistillError(InverseTracrError, ValueError):
     """The stage cannot run as asked (no standard shards, a different recorded config, …)."""
 
 
@@ -191,8 +191,8 @@ def distill_zoo(
         return summary
 
     payload = {"config": {k: v for k, v in recorded.items() if k != "seed"}, "seed": seed}
-    with GuardedPool(JOB, workers, memory_limit_mb, timeout=TIMEOUT) as pool, tqdm(
-        unit="model", desc=f"distill {kind}", disable=not progress
+    with GuardedPool(JOB, workers, memory_limit_mb, timeout=TIMEOUT) as pool, progress_bar(
+        unit="model", desc=f"distill {kind}", enabled=progress
     ) as bar:
         for index in todo:
             reader = Reader(store.url_of(zoo, "standard", f"{shard_name(index)}.tar"), unique=False)

@@ -15,23 +15,23 @@ import itertools
 import json
 from typing import Any
 
-from tqdm import tqdm
-
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.verify import check_inputs
+from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.evaluate import metrics, report
 from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample
 from inverse_tracr.meta.train import load_model, read_history
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
+from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.shards import Reader, expand, shard_urls
 from inverse_tracr.zoo.store import Store
 
 DECODINGS = ("teacher_forced", "autoregressive")
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(InverseTracrError, RuntimeError):
     """Nothing to evaluate (no shards, an empty split)."""
 
 
@@ -94,12 +94,12 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     model = load_model(config.store, config.zoo, config.run)
 
     results: dict[str, list[metrics.Scored]] = {d: [] for d in config.decodings}
-    bar = tqdm(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", disable=not progress)
+    bar = progress_bar(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", enabled=progress)
     for start in range(0, len(samples), config.batch_size):
         chunk = samples[start : start + config.batch_size]
         inputs = [check_inputs(s.program, config.inputs, seed=2) for s in chunk]
         if "teacher_forced" in results:
-            examples = [example(s, model.config.max_chunks) for s in chunk]
+            examples = [example(s, model.config.max_chunks, model.config.weight_tokens) for s in chunk]
             tokenised = [(s, e, x) for s, e, x in zip(chunk, examples, inputs) if e is not None]
             predicted = model.teacher_forced(collate([e for _, e, _ in tokenised])) if tokenised else []
             results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for (s, _, x), p in zip(tokenised, predicted)]
@@ -109,7 +109,11 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         bar.update(len(chunk))
     bar.close()
     greedy = {r.key: r for r in results.get("autoregressive", [])}
-    predictions = [_decompiled(s, model, config, greedy.get(s.key)) for s in tqdm(samples, desc="search", unit="program", disable=not progress)]
+    predictions = []
+    with progress_bar(total=len(samples), desc="search", unit="program", enabled=progress) as bar:
+        for s in samples:
+            predictions.append(_decompiled(s, model, config, greedy.get(s.key)))
+            bar.update(1)
 
     out = {
         "config": dataclasses.asdict(config),

@@ -28,19 +28,19 @@ class Example:
     ids: list[int]  # BOS … EOS
 
 
-def example(sample: sample_format.Sample, max_chunks: int) -> Example | None:
+def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str = "chunks") -> Example | None:
     """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
     try:
         ids = vocab.encode(sample.program)
     except vocab.Untokenizable:
         return None
-    return Example(sample.key, weights.tokenize(sample.params).features()[:max_chunks], ids)
+    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], ids)
 
 
 def pad_features(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight chunks of several models, zero-padded to the longest: features [B, N, FEATURES], mask [B, N]."""
     n = max(len(f) for f in features)
-    padded, mask = torch.zeros(len(features), n, weights.FEATURES), torch.zeros(len(features), n)
+    padded, mask = torch.zeros(len(features), n, features[0].shape[1]), torch.zeros(len(features), n)
     for i, f in enumerate(features):
         padded[i, : len(f)] = torch.from_numpy(f)
         mask[i, : len(f)] = 1
@@ -80,12 +80,13 @@ def quiet_handover(worker_id: int) -> None:
     sys.excepthook = excepthook
 
 
-def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000, seed: int = 0, repeat: bool = True):
+def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000, seed: int = 0, repeat: bool = True,
+           weight_tokens: str = "chunks"):
     """An IterableDataset of Examples from shard URLs (any store; brace patterns allowed)."""
     register_webdataset_schemes()
 
     def decode(files):
-        return example(sample_format.decode(files, files.get("__url__", "")), max_chunks)
+        return example(sample_format.decode(files, files.get("__url__", "")), max_chunks, weight_tokens)
 
     def wanted(files):
         return split is None or split_of(files["__key__"]) == split

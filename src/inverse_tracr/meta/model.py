@@ -41,6 +41,7 @@ class MetaConfig:
     input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
     targets: str = vocab.LAYOUT  # the program-token layout the model writes
     attention: Literal["causal", "prefix"] = "prefix"  # over the weight chunks (see the module docstring)
+    weight_tokens: Literal["chunks", "neurons"] = "chunks"  # the input's form (see `weights`)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -49,6 +50,8 @@ class MetaConfig:
             raise ValueError(f"unknown decoder {self.decoder!r}")
         if self.attention not in ("causal", "prefix"):
             raise ValueError(f"unknown attention {self.attention!r} (causal or prefix)")
+        if self.weight_tokens not in weights.FORMS:
+            raise ValueError(f"unknown weight tokens {self.weight_tokens!r} (choose from {', '.join(weights.FORMS)})")
 
 
 class MetaModel(nn.Module):
@@ -69,7 +72,7 @@ class MetaModel(nn.Module):
         self.backbone = GPT2Model(gpt)
         # Fed only inputs_embeds, GPT-2's token table gets no gradient; frozen, DDP does not wait for one.
         self.backbone.wte.weight.requires_grad_(False)
-        self.weights_in = nn.Linear(weights.FEATURES, preset.n_embd)
+        self.weights_in = nn.Linear(weights.width(config.weight_tokens), preset.n_embd)
         # Program positions embed their token (autoregressive) or their slot; only one table
         # exists, since DDP refuses parameters that get no gradient.
         rows = MAX_PROGRAM_TOKENS if config.decoder == "slots" else len(vocab.TOKENS)
@@ -110,13 +113,14 @@ class MetaModel(nn.Module):
 
     def _embed_weights(self, features):
         """Weight chunks [B, N, FEATURES] → model width, with the training-time regularisers."""
-        values = weights.normalise(features[..., : weights.CHUNK])  # [B, N, CHUNK]
+        floats = weights.floats(self.config.weight_tokens)
+        values = weights.normalise(features[..., :floats])  # [B, N, floats]
         if self.training and self.config.input_noise > 0:
             values = values + self.config.input_noise * values.std() * torch.randn_like(values)
         if self.training and self.config.input_dropout > 0:
             keep = torch.rand(values.shape[:2], device=values.device) >= self.config.input_dropout
             values = values * keep.unsqueeze(-1)
-        return self.weights_in(torch.cat([values, features[..., weights.CHUNK :]], dim=-1))
+        return self.weights_in(torch.cat([values, features[..., floats:]], dim=-1))
 
     def _program_positions(self, start: int, length: int):
         """Program positions start at max_chunks whatever the number of chunks (and the batch's
@@ -206,7 +210,7 @@ class Decoding:
     def __init__(self, model: "MetaModel", params: Sequence[dict[str, np.ndarray]]):
         model.eval()
         self.model, self.device, self.step = model, model.head.weight.device, 0
-        features, weight_mask = pad_features([weights.tokenize(p).features()[: model.config.max_chunks] for p in params])
+        features, weight_mask = pad_features([weights.features(p, model.config.weight_tokens)[: model.config.max_chunks] for p in params])
         features, weight_mask = features.to(self.device), weight_mask.to(self.device)
         b = len(features)
         bos = torch.full((b, 1), vocab.BOS_ID, dtype=torch.long, device=self.device)

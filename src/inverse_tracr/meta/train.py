@@ -22,13 +22,14 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta import checkpoint, vocab
 from inverse_tracr.meta.data import collate, quiet_handover, stream
 from inverse_tracr.meta.model import MetaConfig, MetaModel
 from inverse_tracr.meta.presets import PRESETS
+from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.manifest import read_config
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
@@ -42,7 +43,7 @@ def distributed() -> bool:
     return bool(_DISTRIBUTED_KEEPALIVE)
 
 
-class TrainError(RuntimeError):
+class TrainError(InverseTracrError, RuntimeError):
     """The run cannot start: no shards, or a config that differs from the run's recorded one."""
 
 
@@ -109,7 +110,7 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
-    dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed)
+    dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed, weight_tokens=config.model.weight_tokens)
     loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate, num_workers=config.loader_workers,
                         worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
@@ -123,7 +124,7 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     accelerator.init_trackers("meta", config={"preset": config.model.preset, "decoder": config.model.decoder, "lr": config.lr})
 
     last = stop_after if stop_after is not None else config.steps
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.run}", unit="step", disable=not (progress and accelerator.is_main_process))
+    bar = progress_bar(total=config.steps, initial=step, desc=f"train {config.run}", unit="step", enabled=progress and accelerator.is_main_process)
     figures: dict = {"step": step}
     started, samples = time.monotonic(), 0
     while step < min(last, config.steps):
@@ -143,8 +144,9 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
         step += 1
         figures = {"step": step, "loss": loss.item(), "token_accuracy": accuracy.item(), "lr": scheduler.get_last_lr()[0],
                    "samples_per_second": samples * accelerator.num_processes / (time.monotonic() - started)}
+        # Figures before the count: a log line is written by update, and carries this step's figures.
+        bar.set_postfix(loss=f"{figures['loss']:.3f}", acc=f"{figures['token_accuracy']:.3f}", sps=f"{figures['samples_per_second']:.0f}", refresh=False)
         bar.update(1)
-        bar.set_postfix(loss=f"{figures['loss']:.3f}", acc=f"{figures['token_accuracy']:.3f}", sps=f"{figures['samples_per_second']:.0f}")
         if step % config.log_every == 0:
             accelerator.log({k: v for k, v in figures.items() if k != "step"}, step=step)
             history.append(figures)

@@ -1,6 +1,6 @@
-"""A model's parameters as a sequence of chunks: the meta-model's input (thesis ch. 5).
+"""A model's parameters as a sequence of tokens: the meta-model's input, in one of two forms.
 
-Every tensor is flattened (row-major) in execution order — embeddings, then per layer the
+`chunks` (thesis ch. 5): every tensor is flattened (row-major) in execution order — embeddings, then per layer the
 attention's query, key, value and output projections and the MLP's two layers, weights before
 biases — and cut into chunks of `CHUNK` floats (the last zero-padded). Each chunk carries what the
 floats alone do not say: the tensor's parameter type (one-hot), its layer (one-hot), and whether it
@@ -9,6 +9,15 @@ normalisation belongs to the model (`normalise`), not to the data.
 
 Works for any kind of zoo sample: tensors it does not know (e.g. a compressed model's extra
 read-out) go last, typed "other".
+
+`neurons`: one token per unit that reads from and writes to the residual stream, its two vectors
+side by side in residual coordinates — an MLP hidden unit (its input column, output row and bias),
+an attention key dimension (its query and key columns), a value dimension (its value column and
+output row), an embedding row (what it writes), a bias vector. Every token names residual
+dimensions the same way, so the meta-model's attention can match what one unit writes with what
+another reads, which is how a compiled program flows; all-zero units (Tracr pads layers to a
+common width) are left out. A residual wider than `RESIDUAL` is cut to its first dimensions, as
+`max_chunks` cuts a long model.
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ import re
 import numpy as np
 
 CHUNK = 512
+#: The residual dimensions a neuron token holds.
+RESIDUAL = 128
+#: The meta-model's weight-token forms (see the module docstring).
+FORMS = ("chunks", "neurons")
 MAX_LAYERS = 16
 PARAM_TYPES = (
     "token_embed",
@@ -38,6 +51,25 @@ PARAM_TYPES = (
     "other",
 )
 FEATURES = CHUNK + len(PARAM_TYPES) + MAX_LAYERS + 1  # floats, type, layer, last-chunk flag
+
+
+def floats(form: str) -> int:
+    """The leading floats of a token's features (the part `normalise` applies to)."""
+    return CHUNK if form == "chunks" else 2 * RESIDUAL + 2
+
+
+def width(form: str) -> int:
+    """Features per token: the floats, then one-hot type, one-hot layer, last-chunk flag."""
+    return floats(form) + len(PARAM_TYPES) + MAX_LAYERS + 1
+
+
+def features(params: dict[str, np.ndarray], form: str = "chunks") -> np.ndarray:
+    """[N, width(form)]: a model's weight tokens."""
+    if form == "chunks":
+        return tokenize(params).features()
+    if form == "neurons":
+        return _neurons(params)
+    raise ValueError(f"unknown weight-token form {form!r} (choose from {', '.join(FORMS)})")
 
 _LAYER = re.compile(r"^transformer/layer_(\d+)/(attn|mlp)/(\w+)/([wb])$")
 _TYPES = {
@@ -118,3 +150,47 @@ def normalise(values):
     linear scale would flatten all but the largest; works on NumPy arrays and torch tensors."""
     lib = np if isinstance(values, np.ndarray) else __import__("torch")
     return lib.sign(values) * lib.log1p(lib.abs(values))
+
+
+def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
+    rows: list[np.ndarray] = []
+
+    def add(reads, writes, bias_read, bias_write, kind: str, layer: int) -> None:
+        row = np.zeros(width("neurons"), np.float32)
+        for offset, vector in ((0, reads), (RESIDUAL, writes)):
+            if vector is not None:
+                vector = np.asarray(vector, np.float32).reshape(-1)[:RESIDUAL]
+                row[offset : offset + len(vector)] = vector
+        row[2 * RESIDUAL : 2 * RESIDUAL + 2] = bias_read, bias_write
+        if row.any():
+            row[floats("neurons") + PARAM_TYPES.index(kind)] = 1
+            row[floats("neurons") + len(PARAM_TYPES) + min(layer, MAX_LAYERS - 1)] = 1
+            rows.append(row)
+
+    for name in ("token_embed/embeddings", "pos_embed/embeddings"):
+        for row in params.get(name, ()):
+            add(None, row, 0, 0, name.split("/")[0], 0)
+    layers = sorted({int(m[1]) for m in map(_LAYER.match, params) if m})
+    for layer in layers:
+        def get(path: str, size: int | None = None):
+            value = params.get(f"transformer/layer_{layer}/{path}")
+            return np.zeros(size) if value is None and size is not None else value
+
+        if (wq := get("attn/query/w")) is not None:
+            wk, wv, wo = get("attn/key/w"), get("attn/value/w"), get("attn/linear/w")
+            bq, bk, bv = get("attn/query/b", wq.shape[1]), get("attn/key/b", wk.shape[1]), get("attn/value/b", wv.shape[1])
+            for c in range(wq.shape[1]):
+                add(wq[:, c], wk[:, c], bq[c], bk[c], "query_w", layer)
+            for c in range(wv.shape[1]):
+                add(wv[:, c], wo[c], bv[c], 0, "value_w", layer)
+            add(None, get("attn/linear/b"), 0, 0, "attn_out_b", layer)
+        if (w1 := get("mlp/linear_1/w")) is not None:
+            w2, b1 = get("mlp/linear_2/w"), get("mlp/linear_1/b", w1.shape[1])
+            for j in range(w1.shape[1]):
+                add(w1[:, j], w2[j], b1[j], 0, "mlp_in_w", layer)
+            add(None, get("mlp/linear_2/b"), 0, 0, "mlp_out_b", layer)
+    for name in sorted(n for n in params if describe(n)[1] == "other"):
+        flat = np.asarray(params[name], np.float32).reshape(-1)
+        for start in range(0, flat.size, RESIDUAL):
+            add(flat[start : start + RESIDUAL], None, 0, 0, "other", 0)
+    return np.stack(rows) if rows else np.zeros((0, width("neurons")), np.float32)

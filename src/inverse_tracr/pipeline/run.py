@@ -17,6 +17,7 @@ import yaml
 
 from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.stage import distill_zoo
+from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.evaluate.run import EvalConfig, evaluate, existing_report
 from inverse_tracr.meta.decompile import SearchConfig
 from inverse_tracr.meta.model import MetaConfig
@@ -27,7 +28,7 @@ from inverse_tracr.zoo.shards import finished_shards, read_marker
 from inverse_tracr.zoo.store import Store
 
 
-class RunConfigError(ValueError):
+class RunConfigError(InverseTracrError, ValueError):
     """The run's configuration file is unreadable or does not match the chart's values schema."""
 
 

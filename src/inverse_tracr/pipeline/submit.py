@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from inverse_tracr.errors import InverseTracrError
+
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflows"
 
 
-class SubmitError(RuntimeError):
+class SubmitError(InverseTracrError, RuntimeError):
     """The cluster could not be reached or refused the Workflow; the message says why."""
 
 

@@ -14,9 +14,9 @@ import statistics
 import time
 from typing import Any, Iterable
 
-from tqdm import tqdm
-
 from inverse_tracr.compile.workers import GuardedPool
+from inverse_tracr.errors import InverseTracrError
+from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.manifest import ZooConfig, open_zoo
 from inverse_tracr.zoo.shards import finished_shards, write_shard
 from inverse_tracr.zoo.store import Store
@@ -27,7 +27,7 @@ KIND = "standard"
 MAX_CANDIDATES_PER_PROGRAM = 20
 
 
-class GenerationError(RuntimeError):
+class GenerationError(InverseTracrError, RuntimeError):
     """A shard could not be filled (acceptance far too low for these settings)."""
 
 
@@ -135,8 +135,8 @@ def generate(
         shard.inflight += 1
         return task
 
-    with GuardedPool(JOB, workers, memory_limit_mb) as pool, tqdm(
-        total=len(todo) * size, unit="program", desc=f"generate {zoo}", disable=not progress
+    with GuardedPool(JOB, workers, memory_limit_mb) as pool, progress_bar(
+        total=len(todo) * size, unit="program", desc=f"generate {zoo}", enabled=progress
     ) as bar:
         summary.startup_seconds = time.monotonic() - started
         while states:

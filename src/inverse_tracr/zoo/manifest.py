@@ -13,6 +13,7 @@ import json
 from importlib import metadata
 from typing import Any
 
+from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.programs.sampler import SamplerConfig
 from inverse_tracr.zoo.sample import dumps
 from inverse_tracr.zoo.store import Store
@@ -21,7 +22,7 @@ from inverse_tracr.zoo.store import Store
 ZOO_FORMAT = "inverse-tracr/zoo/2"
 
 
-class ZooConfigError(ValueError):
+class ZooConfigError(InverseTracrError, ValueError):
     """The zoo exists with another config, or its zoo.json is unreadable."""
 
 

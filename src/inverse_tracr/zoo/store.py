@@ -28,8 +28,10 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import fsspec  # noqa: E402
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 
+from inverse_tracr.errors import InverseTracrError
 
-class StoreError(RuntimeError):
+
+class StoreError(InverseTracrError, RuntimeError):
     """The store cannot be reached or used; the message says which store and why."""
 
 
