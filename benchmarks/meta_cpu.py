@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from inverse_tracr.evaluate import report
 from inverse_tracr.evaluate.run import EvalConfig, evaluate
 from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta import weights
 from inverse_tracr.meta.decompile import SearchConfig
 from inverse_tracr.meta.model import MetaConfig
 from inverse_tracr.meta.train import TrainConfig, train
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=1)
     parser.add_argument("--eval-programs", type=int, default=300)
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
-    parser.add_argument("--weight-tokens", choices=("chunks", "neurons"), default="chunks", help="the input's form (meta/weights.py)")
+    parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well")
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished runs instead of training one")
     parser.add_argument("--plot", default="meta_cpu.png", help="with --compare: where the learning curves go")

@@ -102,7 +102,7 @@ def test_the_search_finds_a_program_greedy_decoding_misses(zoo32, overfit):
     position = ids.index(vocab.INDEX["Map"]) + 3  # op, arg1, arg2, fn
     with torch.no_grad():
         prefix = torch.tensor([ids[:position]])
-        features = torch.from_numpy(weights.tokenize(sample.params).features()[:128])[None]
+        features = torch.from_numpy(weights.features(sample.params, model.config.weight_tokens)[:128])[None]
         logits = model(features, torch.ones(features.shape[:2]), prefix, torch.ones_like(prefix))[0, -1]
     grammar = vocab.Grammar(sample.program.vocab, sample.program.max_seq_len)
     for token in ids[1:position]:

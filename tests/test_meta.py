@@ -124,7 +124,7 @@ def test_tiny_model_overfits_32_programs(zoo32, overfit):
     model, logs = overfit
     samples = list(read_samples(str(zoo32 / "z/standard/shard-{000000..000001}.tar")))
     assert len(samples) == 32
-    batch = collate([example(s, 128) for s in samples])
+    batch = collate([example(s, 128, model.config.weight_tokens) for s in samples])
     with torch.no_grad():
         logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
     _, accuracy = loss_and_accuracy(logits, batch["targets"])
@@ -142,7 +142,7 @@ def test_tiny_model_overfits_32_programs(zoo32, overfit):
 
 def _greedy_by_full_passes(model, params, constrained):
     """Reference decoding: one full forward pass over the weights and all tokens so far per token."""
-    features = torch.from_numpy(weights.tokenize(params).features()[: model.config.max_chunks])[None]
+    features = torch.from_numpy(weights.features(params, model.config.weight_tokens)[: model.config.max_chunks])[None]
     ids, grammar = [vocab.BOS_ID], vocab.Grammar()
     while len(ids) < MAX_PROGRAM_TOKENS and ids[-1] != vocab.EOS_ID:
         program = torch.tensor([ids])
@@ -162,7 +162,7 @@ def test_batched_cached_decoding_picks_what_full_passes_pick(zoo32, overfit, dec
     # that one pass over blank slots and a batch of unequal weight lengths change nothing.
     model = overfit[0] if decoder == "autoregressive" else MetaModel(MetaConfig(preset="tiny", max_chunks=128, decoder="slots")).eval()
     samples = list(read_samples(str(zoo32 / "z/standard/shard-000000.tar")))[:12]
-    assert len({weights.tokenize(s.params).features().shape[0] for s in samples}) > 1  # padding happens
+    assert len({len(weights.features(s.params, model.config.weight_tokens)) for s in samples}) > 1  # padding happens
     for constrained in (True, False):
         batched = model.generate([s.params for s in samples], constrained)
         assert batched == [_greedy_by_full_passes(model, s.params, constrained) for s in samples]
@@ -253,7 +253,7 @@ def test_prefix_attention_lets_weight_chunks_see_each_other_and_keeps_programs_c
     causal = MetaModel(MetaConfig(preset="tiny", max_chunks=16, attention="causal"))
     assert causal.attention_mask(valid, 4).tolist() == valid.long().tolist()
     # what the first chunk's state depends on: under prefix attention, a later chunk
-    features = torch.randn(1, 3, weights.FEATURES)
+    features = torch.randn(1, 3, weights.width(model.config.weight_tokens))
     program = torch.tensor([[vocab.BOS_ID, vocab.INDEX["Map"]]])
     with torch.no_grad():
         hidden = lambda f: model.backbone(inputs_embeds=torch.cat([model._embed_weights(f), model.program_in(program)], 1),  # noqa: E731

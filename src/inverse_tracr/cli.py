@@ -12,6 +12,7 @@ from typing import Sequence
 from inverse_tracr import progress
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta.presets import PRESETS
+from inverse_tracr.meta.weights import DEFAULT_FORM, FORMS
 
 EXAMPLES = """
 examples:
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
     tr.add_argument("--attention", default="prefix", choices=["prefix", "causal"],
                     help="over the weight chunks: prefix (they see each other both ways) or causal (GPT-2's) (default: %(default)s)")
+    tr.add_argument("--weight-tokens", default=DEFAULT_FORM, choices=FORMS,
+                    help="the model's weights as tokens: neurons (one per unit that reads and writes the residual) or "
+                         "chunks (512 floats of the flattened tensors, as the thesis) (default: %(default)s)")
     tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
     tr.add_argument("--batch-size", type=_positive, default=32, help="programs per step and process (default: %(default)s)")
     tr.add_argument("--grad-accum", type=_positive, default=1, help="batches per optimizer step (default: %(default)s)")
@@ -425,7 +429,7 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout,
-                           attention=args.attention)
+                           attention=args.attention, weight_tokens=args.weight_tokens)
         config = TrainConfig(
             store=args.store, zoo=args.zoo, run=args.run, kinds=tuple(k.strip() for k in args.kinds.split(",")), model=model,
             steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup=args.warmup,

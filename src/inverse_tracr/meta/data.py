@@ -28,7 +28,7 @@ class Example:
     ids: list[int]  # BOS … EOS
 
 
-def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str = "chunks") -> Example | None:
+def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str) -> Example | None:
     """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
     try:
         ids = vocab.encode(sample.program)
@@ -81,7 +81,7 @@ def quiet_handover(worker_id: int) -> None:
 
 
 def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000, seed: int = 0, repeat: bool = True,
-           weight_tokens: str = "chunks"):
+           weight_tokens: str = weights.DEFAULT_FORM):
     """An IterableDataset of Examples from shard URLs (any store; brace patterns allowed)."""
     register_webdataset_schemes()
 

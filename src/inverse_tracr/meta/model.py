@@ -41,7 +41,7 @@ class MetaConfig:
     input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
     targets: str = vocab.LAYOUT  # the program-token layout the model writes
     attention: Literal["causal", "prefix"] = "prefix"  # over the weight chunks (see the module docstring)
-    weight_tokens: Literal["chunks", "neurons"] = "chunks"  # the input's form (see `weights`)
+    weight_tokens: Literal["chunks", "neurons"] = weights.DEFAULT_FORM  # the input's form (see `weights`)
 
     def __post_init__(self):
         if self.preset not in PRESETS:

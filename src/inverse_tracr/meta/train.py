@@ -78,7 +78,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**data["model"])})
+        # Runs recorded before weight tokens had a choice read chunks.
+        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
 
 
 def loss_and_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
