@@ -21,7 +21,7 @@ from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.data import collate, example, quiet_handover
 from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, MetaConfig, MetaModel
 from inverse_tracr.meta.presets import PRESETS
-from inverse_tracr.meta.train import TrainConfig, load_model, loss_and_accuracy, train
+from inverse_tracr.meta.train import TrainConfig, TrainError, load_model, loss_and_accuracy, train
 from inverse_tracr.pipeline.run import load_values, plan
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
@@ -182,8 +182,10 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     expected, resumed = (load_model(str(small_zoo), "small", run).state_dict() for run in (whole, pieces))
     for name, a in expected.items():
         assert torch.equal(a, resumed[name]), name
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\)"):
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
+    with pytest.raises(TrainError, match=r"\(model\.weight_tokens='neurons' \(asked 'chunks'\)\)"):  # nested settings by name
+        train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)
 
 
 def test_bf16_changes_the_arithmetic_not_the_stored_float32_weights(small_zoo, tmp_path):

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from inverse_tracr.compile import forward
-from inverse_tracr.compile.model import BOS, PAD, CompiledModel
+from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel
 from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, all_inputs, input_space, same_value
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.batch import Group, evaluate_groups
@@ -82,7 +82,7 @@ class Behaviour:
     def of(cls, model: CompiledModel, n: int = 4096, seed: int = 0) -> "Behaviour":
         """On every input of the model's vocabulary and length, or `n` random ones."""
         vocab = [t for t in model.layout.input_tokens if t not in (BOS, PAD)]
-        max_seq_len = model.params["pos_embed/embeddings"].shape[0] - 1
+        max_seq_len = model.params[POS_EMBED].shape[0] - 1
         return cls(model, *inputs_for(vocab, max_seq_len, n, seed))
 
     def agreement(self, program: Program, groups: list[Group] | None = None) -> Agreement:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from inverse_tracr.compile.model import BOS, READOUT, CompiledModel
+from inverse_tracr.compile.model import BOS, POS_EMBED, READOUT, TOKEN_EMBED, CompiledModel, layer_param
 
 
 def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
@@ -21,10 +21,10 @@ def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
     every layer to the widest one with them, so they are skipped (half the work on zoo models)."""
     p, layout = model.params, model.layout
     _, length = ids.shape
-    x = p["token_embed/embeddings"][ids] + p["pos_embed/embeddings"][np.arange(length)]  # [B, T, D]
+    x = p[TOKEN_EMBED][ids] + p[POS_EMBED][np.arange(length)]  # [B, T, D]
     heads, key_size = layout.num_heads, layout.key_size
     for layer in range(layout.num_layers):
-        attn, mlp = f"transformer/layer_{layer}/attn", f"transformer/layer_{layer}/mlp"
+        attn, mlp = layer_param(layer, "attn"), layer_param(layer, "mlp")
         out_w = p[f"{attn}/linear/w"].reshape(heads, key_size, -1)  # [H, K, D]
         used = np.flatnonzero(np.any(out_w != 0, axis=(1, 2)))
         if len(used):

@@ -7,6 +7,7 @@ Tracr keeps the embedding/unembedding conventions in Python objects (encoders, v
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,16 @@ import numpy as np
 BOS = "compiler_bos"
 PAD = "compiler_pad"
 READOUT = "readout/w"  # a distilled model's map from its residual to the outputs
+# Tracr's parameter paths (haiku's module names): the embeddings, then per layer these modules,
+# each with a `w` and a `b`, under `transformer/layer_<i>/`.
+TOKEN_EMBED, POS_EMBED = "token_embed/embeddings", "pos_embed/embeddings"
+LAYER_MODULES = ("attn/query", "attn/key", "attn/value", "attn/linear", "mlp/linear_1", "mlp/linear_2")
+LAYER_PARAM = re.compile(r"^transformer/layer_(\d+)/(attn|mlp)/(\w+)/([wb])$")
+
+
+def layer_param(layer: int, path: str) -> str:
+    """A path under layer `layer`: layer_param(0, "attn/query/w") is "transformer/layer_0/attn/query/w"."""
+    return f"transformer/layer_{layer}/{path}"
 
 
 @dataclasses.dataclass(frozen=True)

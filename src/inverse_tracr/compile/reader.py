@@ -56,7 +56,7 @@ import numpy as np
 from tracr.rasp import rasp
 
 from inverse_tracr.compile.check import Behaviour
-from inverse_tracr.compile.model import BOS, PAD, READOUT, CompiledModel
+from inverse_tracr.compile.model import BOS, LAYER_MODULES, PAD, POS_EMBED, READOUT, TOKEN_EMBED, CompiledModel, layer_param
 from inverse_tracr.programs import Program, ProgramError
 
 PREFIX = "not a compiled Tracr layout: "
@@ -245,27 +245,26 @@ class _Reader:
         params, layout = self.model.params, self.layout
         if layout.readout or READOUT in params:
             _refuse(f"it has a read-out tensor `{READOUT}` (a distilled student's learned residual, not Tracr's named dimensions)")
-        names = {"token_embed/embeddings", "pos_embed/embeddings"}
+        names = {TOKEN_EMBED, POS_EMBED}
         for layer in range(layout.num_layers):
-            for module in ("attn/query", "attn/key", "attn/value", "attn/linear", "mlp/linear_1", "mlp/linear_2"):
-                names |= {f"transformer/layer_{layer}/{module}/w", f"transformer/layer_{layer}/{module}/b"}
+            for module in LAYER_MODULES:
+                names |= {layer_param(layer, f"{module}/w"), layer_param(layer, f"{module}/b")}
         extra, missing = sorted(set(params) - names), sorted(names - set(params))
         if extra:
             _refuse(f"unexpected parameters {extra[:3]} (a Tracr model has embeddings, attention and MLP weights only)")
         if missing:
             _refuse(f"missing parameters {missing[:3]}")
         p = {name: np.asarray(value, dtype=np.float32) for name, value in params.items()}
-        d = p["token_embed/embeddings"].shape[1]
+        d = p[TOKEN_EMBED].shape[1]
         hk, m = layout.num_heads * layout.key_size, layout.mlp_hidden_size
         for layer in range(layout.num_layers):
-            prefix = f"transformer/layer_{layer}"
             shapes = {
                 "attn/query/w": (d, hk), "attn/key/w": (d, hk), "attn/value/w": (d, hk), "attn/linear/w": (hk, d),
                 "mlp/linear_1/w": (d, m), "mlp/linear_2/w": (m, d),
             }
             for name, shape in shapes.items():
-                if p[f"{prefix}/{name}"].shape != shape:
-                    _refuse(f"{prefix}/{name} has shape {p[f'{prefix}/{name}'].shape}, expected {shape}")
+                if p[layer_param(layer, name)].shape != shape:
+                    _refuse(f"{layer_param(layer, name)} has shape {p[layer_param(layer, name)].shape}, expected {shape}")
         for name, value in p.items():
             if not np.isfinite(value).all():
                 _refuse(f"{name} has non-finite entries")
@@ -278,7 +277,7 @@ class _Reader:
 
     def _embeddings(self) -> None:
         tokens = list(self.layout.input_tokens)
-        e = self.p["token_embed/embeddings"]
+        e = self.p[TOKEN_EMBED]
         self.width = e.shape[1]
         if e.shape[0] != len(tokens):
             _refuse(f"token embedding has {e.shape[0]} rows for {len(tokens)} input tokens")
@@ -304,7 +303,7 @@ class _Reader:
         self.vocab = tuple(t for t in tokens if t not in (BOS, PAD))
         self.token_pairs = sorted((int(d), t) for d, t in zip(token_dims, tokens) if t not in (BOS, PAD))
 
-        pos = self.p["pos_embed/embeddings"]
+        pos = self.p[POS_EMBED]
         if pos.shape[0] < 2:
             _refuse("the position embedding has no positions")
         if pos[0].any():
@@ -389,7 +388,7 @@ class _Reader:
     # -- attention ----------------------------------------------------------------------------------
 
     def _parse_heads(self, layer: int, sublayer: int) -> list[_Head]:
-        prefix = f"transformer/layer_{layer}/attn"
+        prefix = layer_param(layer, "attn")
         wq, wk, wv, wo = (self.p[f"{prefix}/{n}/w"] for n in ("query", "key", "value", "linear"))
         size = self.layout.key_size
         heads = []
@@ -467,8 +466,8 @@ class _Reader:
     # -- MLPs -----------------------------------------------------------------------------------------
 
     def _parse_mlp(self, layer: int, sublayer: int) -> dict[str, Any]:
-        w1 = self.p[f"transformer/layer_{layer}/mlp/linear_1/w"]
-        w2 = self.p[f"transformer/layer_{layer}/mlp/linear_2/w"]
+        w1 = self.p[layer_param(layer, "mlp/linear_1/w")]
+        w2 = self.p[layer_param(layer, "mlp/linear_2/w")]
         active = np.flatnonzero(w1.any(axis=0) | w2.any(axis=1)).tolist()
         one = self.one
         live, cleaners, orphans = [], [], []
@@ -855,7 +854,7 @@ class _Reader:
 
     def _mlp_weights(self, sublayer: int) -> tuple[np.ndarray, np.ndarray]:
         layer = sublayer // 2
-        return self.p[f"transformer/layer_{layer}/mlp/linear_1/w"], self.p[f"transformer/layer_{layer}/mlp/linear_2/w"]
+        return self.p[layer_param(layer, "mlp/linear_1/w")], self.p[layer_param(layer, "mlp/linear_2/w")]
 
     def _decode(self, y: np.ndarray, var: _Var, where: str) -> int | None:
         """Index of the one hot entry of an MLP's output vector, None when all are off."""

@@ -29,7 +29,7 @@ from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo import sample as sample_format
-from inverse_tracr.zoo.manifest import read_config, versions
+from inverse_tracr.zoo.manifest import differences, read_config, versions
 from inverse_tracr.zoo.shards import Reader, finished_shards, part_of, shard_name, write_shard
 from inverse_tracr.zoo.store import Store
 
@@ -144,12 +144,13 @@ def _open(store: Store, zoo: str, kind: str, config: dict[str, Any]) -> None:
     if store.exists(zoo, kind, CONFIG_FILE):
         try:
             recorded = json.loads(store.read_bytes(zoo, kind, CONFIG_FILE)).get("config")
-        except ValueError as error:
+            if not isinstance(recorded, dict):
+                raise ValueError("no config in it")
+        except (ValueError, AttributeError) as error:
             raise DistillError(f"unreadable {kind}/{CONFIG_FILE} of zoo {zoo!r}: {error}") from None
         if recorded != config:
-            differences = ", ".join(f"{k}={recorded.get(k)!r} (asked {v!r})" for k, v in config.items() if recorded.get(k) != v)
             raise DistillError(
-                f"the {kind} shards of zoo {zoo!r} were distilled with {differences}; "
+                f"the {kind} shards of zoo {zoo!r} were distilled with {', '.join(differences(recorded, config))}; "
                 "use the same settings to continue, or another --zoo"
             )
     else:

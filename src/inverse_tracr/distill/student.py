@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inverse_tracr.compile.model import READOUT, Layout
+from inverse_tracr.compile.model import POS_EMBED, READOUT, TOKEN_EMBED, Layout, layer_param
 
 Params = dict[str, jax.Array]
 
@@ -36,18 +36,18 @@ _LAYER_TENSORS = {
 
 def stack(flat: dict[str, np.ndarray], num_layers: int) -> dict[str, np.ndarray]:
     """Haiku-path parameters -> {"tok", "pos", "wq": [L, D, H·K], ...}."""
-    stacked = {"tok": flat["token_embed/embeddings"], "pos": flat["pos_embed/embeddings"]}
+    stacked = {"tok": flat[TOKEN_EMBED], "pos": flat[POS_EMBED]}
     for name, (module, param) in _LAYER_TENSORS.items():
-        stacked[name] = np.stack([flat[f"transformer/layer_{i}/{module}/{param}"] for i in range(num_layers)])
+        stacked[name] = np.stack([flat[layer_param(i, f"{module}/{param}")] for i in range(num_layers)])
     return stacked
 
 
 def unstack(stacked: dict[str, np.ndarray], readout: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The inverse of `stack` (NumPy), plus the read-out of a distilled model."""
-    flat = {"token_embed/embeddings": stacked["tok"], "pos_embed/embeddings": stacked["pos"]}
+    flat = {TOKEN_EMBED: stacked["tok"], POS_EMBED: stacked["pos"]}
     for name, (module, param) in _LAYER_TENSORS.items():
         for i, tensor in enumerate(stacked[name]):
-            flat[f"transformer/layer_{i}/{module}/{param}"] = tensor
+            flat[layer_param(i, f"{module}/{param}")] = tensor
     if readout is not None:
         flat[READOUT] = readout
     return {name: np.asarray(value) for name, value in flat.items()}

@@ -26,7 +26,7 @@ from typing import Any
 from inverse_tracr.compile import reader
 from inverse_tracr.compile.check import MIN_DEFINED, Agreement, Behaviour, identical_weights
 from inverse_tracr.compile.compiler import compile_program
-from inverse_tracr.compile.model import BOS, PAD, CompiledModel, Layout
+from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel, Layout
 from inverse_tracr.meta import search
 from inverse_tracr.programs import Program
 
@@ -140,7 +140,7 @@ def decompile(
 def _search(model: CompiledModel, meta_model, threshold: float, config: SearchConfig, behaviour: Behaviour,
             started: float, refusal: str | None) -> Decompiled:
     vocab_ = tuple(t for t in model.layout.input_tokens if t not in (BOS, PAD))
-    max_seq_len = model.params["pos_embed/embeddings"].shape[0] - 1
+    max_seq_len = model.params[POS_EMBED].shape[0] - 1
     labels = model.layout.output_values
     checked: dict[str, _Checked] = {}
     deadline = started + config.budget_seconds

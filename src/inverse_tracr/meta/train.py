@@ -30,7 +30,7 @@ from inverse_tracr.meta.data import collate, quiet_handover, stream
 from inverse_tracr.meta.model import MetaConfig, MetaModel
 from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.progress import progress_bar
-from inverse_tracr.zoo.manifest import read_config
+from inverse_tracr.zoo.manifest import differences, read_config
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
@@ -182,8 +182,8 @@ def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> N
         recorded = json.loads(store.read_bytes(*run, "config.json"))
         wanted = json.loads(json.dumps(config.to_json()))  # tuples become lists, as in the file
         if recorded != wanted:
-            changed = sorted(k for k in recorded if recorded[k] != wanted.get(k))
-            raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(changed)}); use another --run name")
+            raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(differences(recorded, wanted))}); "
+                             "use another --run name")
         return
     store.write_bytes(json.dumps(config.to_json(), sort_keys=True).encode(), *run, "config.json")
 

@@ -23,9 +23,10 @@ common width) are left out. A residual wider than `RESIDUAL` is cut to its first
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
+
+from inverse_tracr.compile.model import LAYER_PARAM, POS_EMBED, TOKEN_EMBED, layer_param
 
 CHUNK = 512
 #: The residual dimensions a neuron token holds.
@@ -73,7 +74,6 @@ def features(params: dict[str, np.ndarray], form: str = "chunks") -> np.ndarray:
         return _neurons(params)
     raise ValueError(f"unknown weight-token form {form!r} (choose from {', '.join(FORMS)})")
 
-_LAYER = re.compile(r"^transformer/layer_(\d+)/(attn|mlp)/(\w+)/([wb])$")
 _TYPES = {
     ("attn", "query"): "query",
     ("attn", "key"): "key",
@@ -87,9 +87,9 @@ _ORDER_IN_LAYER = ["query", "key", "value", "attn_out", "mlp_in", "mlp_out"]
 
 def describe(name: str) -> tuple[tuple, str, int]:
     """(execution-order key, parameter type, layer) of a parameter path."""
-    if name in ("token_embed/embeddings", "pos_embed/embeddings"):
+    if name in (TOKEN_EMBED, POS_EMBED):
         return (0, name), name.split("/")[0], 0
-    match = _LAYER.match(name)
+    match = LAYER_PARAM.match(name)
     if match and (match[2], match[3]) in _TYPES:
         layer, kind = int(match[1]), _TYPES[(match[2], match[3])]
         return (1, layer, _ORDER_IN_LAYER.index(kind), match[4] == "b"), f"{kind}_{match[4]}", layer
@@ -169,13 +169,13 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
             row[floats("neurons") + len(PARAM_TYPES) + min(layer, MAX_LAYERS - 1)] = 1
             rows.append(row)
 
-    for name in ("token_embed/embeddings", "pos_embed/embeddings"):
+    for name in (TOKEN_EMBED, POS_EMBED):
         for row in params.get(name, ()):
             add(None, row, 0, 0, name.split("/")[0], 0)
-    layers = sorted({int(m[1]) for m in map(_LAYER.match, params) if m})
+    layers = sorted({int(m[1]) for m in map(LAYER_PARAM.match, params) if m})
     for layer in layers:
         def get(path: str, size: int | None = None):
-            value = params.get(f"transformer/layer_{layer}/{path}")
+            value = params.get(layer_param(layer, path))
             return np.zeros(size) if value is None and size is not None else value
 
         if (wq := get("attn/query/w")) is not None:

@@ -66,6 +66,19 @@ def versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in packages}
 
 
+def differences(recorded: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """`name=recorded (asked wanted)` for each setting that differs, nested ones as `a.b`: how every
+    stage that refuses to continue work begun with other settings names them."""
+    out = []
+    for name in sorted(set(recorded) | set(wanted)):
+        old, new = recorded.get(name), wanted.get(name)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += differences(old, new, f"{prefix}{name}.")
+        elif old != new:
+            out.append(f"{prefix}{name}={old!r} (asked {new!r})")
+    return out
+
+
 def open_zoo(store: Store, zoo: str, config: ZooConfig) -> None:
     """Record the config in zoo.json, or check that the recorded one is the same."""
     if not store.exists(zoo, "zoo.json"):
@@ -74,13 +87,9 @@ def open_zoo(store: Store, zoo: str, config: ZooConfig) -> None:
         return
     recorded = read_config(store, zoo)
     if recorded != config:
-        differences = [
-            f"{name}={getattr(recorded, name)} (asked {getattr(config, name)})"
-            for name in (f.name for f in dataclasses.fields(ZooConfig))
-            if getattr(recorded, name) != getattr(config, name)
-        ]
+        changed = differences(dataclasses.asdict(recorded), dataclasses.asdict(config))
         raise ZooConfigError(
-            f"zoo {zoo!r} in {store.url} was made with {', '.join(differences)}; "
+            f"zoo {zoo!r} in {store.url} was made with {', '.join(changed)}; "
             "use the same settings to continue it, or another --zoo name"
         )
 
