@@ -5,6 +5,7 @@ is tests/test_chart_rank_loss.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from k8s_tools import VALUE_SETS, embedded, render, training_job, workflow_template
+from k8s_tools import CHART, VALUE_SETS, embedded, render, training_job, workflow_template
 
 
 @pytest.fixture(scope="module", params=sorted(VALUE_SETS))
@@ -85,3 +86,10 @@ def test_the_job_steps_run_at_the_control_priority_when_one_is_set():
         "service": "inverse-tracr-control", "job": "inverse-tracr-control"}
     default = workflow_template(render(), "train")
     assert all("priorityClassName" not in t for t in default["spec"]["templates"])
+
+
+def test_the_chart_offers_exactly_the_meta_model_presets_the_code_has():
+    from inverse_tracr.meta.presets import PRESETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["training"]["properties"]["preset"]["enum"] == list(PRESETS)
