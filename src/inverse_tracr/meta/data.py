@@ -38,7 +38,7 @@ def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str) -
 
 
 def pad_features(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight chunks of several models, zero-padded to the longest: features [B, N, FEATURES], mask [B, N]."""
+    """Weight tokens of several models, zero-padded to the longest: features [B, N, width], mask [B, N]."""
     n = max(len(f) for f in features)
     padded, mask = torch.zeros(len(features), n, features[0].shape[1]), torch.zeros(len(features), n)
     for i, f in enumerate(features):

@@ -1,10 +1,10 @@
 """A model's parameters as a sequence of tokens: the meta-model's input, in one of two forms.
 
-`chunks` (thesis ch. 5): every tensor is flattened (row-major) in execution order — embeddings, then per layer the
-attention's query, key, value and output projections and the MLP's two layers, weights before
-biases — and cut into chunks of `CHUNK` floats (the last zero-padded). Each chunk carries what the
-floats alone do not say: the tensor's parameter type (one-hot), its layer (one-hot), and whether it
-is the tensor's last chunk. Tokenising is exact (`untokenize` gives the tensors back), so any
+`chunks` (thesis ch. 5): every tensor is flattened (row-major) in execution order — embeddings,
+then per layer the attention's query, key, value and output projections and the MLP's two layers,
+weights before biases — and cut into chunks of `CHUNK` floats (the last zero-padded). Each chunk
+carries what the floats alone do not say: the tensor's parameter type (one-hot), its layer
+(one-hot), and whether it is the tensor's last chunk. Tokenising is exact (`untokenize` gives the tensors back), so any
 normalisation belongs to the model (`normalise`), not to the data.
 
 Works for any kind of zoo sample: tensors it does not know (e.g. a compressed model's extra
@@ -66,7 +66,7 @@ def width(form: str) -> int:
     return floats(form) + len(PARAM_TYPES) + MAX_LAYERS + 1
 
 
-def features(params: dict[str, np.ndarray], form: str = "chunks") -> np.ndarray:
+def features(params: dict[str, np.ndarray], form: str) -> np.ndarray:
     """[N, width(form)]: a model's weight tokens."""
     if form == "chunks":
         return tokenize(params).features()
