@@ -163,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
             "evaluation), checked against the chart's schema."
         ),
     )
-    rn.add_argument("--preset", default="demo", help="starting values: demo (~5 min on 2 cores) or small (default: %(default)s)")
+    rn.add_argument("--preset", default="demo", help="starting values: demo (~7 min on 2 cores, ~9 with a cold JAX cache) or small (default: %(default)s)")
     rn.add_argument("--config", help="YAML values overriding the preset (same keys as helm/inverse-tracr/values.yaml)")
-    rn.add_argument("--quiet", action="store_true", help="no progress bars")
+    rn.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     rn.set_defaults(handler=_run)
 
     gen = stages.add_parser(
