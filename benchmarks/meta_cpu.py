@@ -125,7 +125,7 @@ def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 4))
     for run in runs:
         bench = json.loads(store.read_bytes(zoo, "meta", run, "bench.json"))
-        held = bench.get("held_out", bench.get("val", {}))
+        held = bench.get("held_out", {})  # a run evaluated on its validation split only shows "-", not val figures
         recipe = ", ".join(f"{k}={v}" for k, v in bench["recipe"].items())
         print(f"| {run} | {recipe} | {bench['train_seconds']} | {100 * bench['train_token_accuracy']:.1f} | "
               + " | ".join(f"{100 * held[c]:.1f}" if c in held else "-" for c in columns) + " |")
