@@ -9,7 +9,7 @@ A program round-trips when
 - `Program.from_json(p.to_json()) == p` and `Program.from_rasp(p.to_rasp()) == p`;
 - compiling `p` (`compile_program`) gives exactly the parameters stock Tracr gives for the user's
   own RASP (their lambdas and labels) renamed to the canonical names, as
-  `tests/test_programs.py::test_user_programs_round_trip_and_compile_to_the_users_weights` checks;
+  `tests/programs/test_from_rasp.py::test_user_programs_round_trip_and_compile_to_the_users_weights` checks;
 - `p.evaluate` equals `rasp.evaluate` of the user's program, and the compiled model's outputs
   (`forward.run`) equal it wherever the user's program defines a value, on every input up to
   length 3 plus 200 random full-length ones. Where every input up to length 3 is more than

@@ -23,10 +23,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from inverse_tracr.compile.check import Behaviour, inputs_for  # noqa: E402
 from inverse_tracr.evaluate.metrics import functionally_equivalent  # noqa: E402
-from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample  # noqa: E402
+from inverse_tracr.meta.config import SearchConfig  # noqa: E402
+from inverse_tracr.meta.decompile import decompile, model_from_sample  # noqa: E402
 from inverse_tracr.meta.train import load_model  # noqa: E402
 from inverse_tracr.zoo.generate import generate  # noqa: E402
-from inverse_tracr.zoo.manifest import ZooConfig  # noqa: E402
+from inverse_tracr.zoo.config import ZooConfig  # noqa: E402
 from inverse_tracr.zoo.shards import Reader, shard_urls  # noqa: E402
 from inverse_tracr.zoo.store import Store  # noqa: E402
 

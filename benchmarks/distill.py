@@ -20,7 +20,7 @@ from pathlib import Path
 from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.stage import distill_zoo
 from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
+from inverse_tracr.zoo.config import ZooConfig
 
 #: The thesis's comparison (one run per student, no attention loss), then what this recipe adds,
 #: each on the same teachers (compressed students).

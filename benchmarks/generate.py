@@ -13,7 +13,7 @@ import argparse
 import tempfile
 
 from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
+from inverse_tracr.zoo.config import ZooConfig
 
 
 def main() -> None:

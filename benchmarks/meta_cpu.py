@@ -29,12 +29,12 @@ import time
 from torch.utils.data import DataLoader
 
 from inverse_tracr.evaluate import report
-from inverse_tracr.evaluate.run import EvalConfig, evaluate
-from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.evaluate.config import EvalConfig
+from inverse_tracr.evaluate.run import evaluate
 from inverse_tracr.meta import weights
-from inverse_tracr.meta.decompile import SearchConfig
-from inverse_tracr.meta.model import MetaConfig
-from inverse_tracr.meta.train import TrainConfig, train
+from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
+from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta.train import train
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 

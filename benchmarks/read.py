@@ -39,7 +39,7 @@ from inverse_tracr.programs.handwritten import HANDWRITTEN  # noqa: E402
 from inverse_tracr.programs.program import Program  # noqa: E402
 from inverse_tracr.programs.tracr_lib import LIB  # noqa: E402
 from inverse_tracr.zoo.generate import generate  # noqa: E402
-from inverse_tracr.zoo.manifest import ZooConfig  # noqa: E402
+from inverse_tracr.zoo.config import ZooConfig  # noqa: E402
 from inverse_tracr.zoo.shards import Reader, finished_shards, read_marker, shard_urls  # noqa: E402
 from inverse_tracr.zoo.store import Store  # noqa: E402
 

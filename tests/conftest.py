@@ -15,8 +15,9 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from inverse_tracr.zoo.config import ZooConfig
 from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
+from inverse_tracr.zoo.shards import read_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The small zoo most tests read: 2 shards of 6 programs of 3–6 lines.
@@ -42,6 +43,11 @@ def small_zoo(tmp_path_factory) -> Path:
     summary = generate(str(store), "small", SMALL, programs=12, workers=2, progress=False)
     assert summary.programs == 12
     return store
+
+
+def small_zoo_samples(store: Path) -> list:
+    """The small zoo's samples, in shard order."""
+    return list(read_samples(f"{store}/small/standard/shard-{{000000..000001}}.tar"))
 
 
 def _set_fsspec(protocol: str, options: dict) -> None:
@@ -97,8 +103,8 @@ def zoo32(tmp_path_factory):
 @pytest.fixture(scope="session")
 def overfit(zoo32, tmp_path_factory):
     """A tiny model trained on zoo32's 32 programs, and its TensorBoard folder."""
-    from inverse_tracr.meta.model import MetaConfig
-    from inverse_tracr.meta.train import TrainConfig, load_model, train
+    from inverse_tracr.meta.config import MetaConfig, TrainConfig
+    from inverse_tracr.meta.train import load_model, train
 
     logs = tmp_path_factory.mktemp("logs")
     config = TrainConfig(store=str(zoo32), zoo="z", run="overfit", split=None, model=MetaConfig(preset="tiny", max_chunks=128),

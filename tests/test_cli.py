@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -9,8 +10,12 @@ import time
 from pathlib import Path
 
 from conftest import cli_env
+
+from inverse_tracr import cli
+from inverse_tracr.distill.config import DistillConfig
+from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
+from inverse_tracr.zoo.config import ZooConfig
 from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
 
 CLI = [sys.executable, "-m", "inverse_tracr.cli"]
 SETTINGS = ["--shard-size", "3", "--min-ops", "3", "--max-ops", "5", "--seed", "3", "--workers", "1", "--quiet"]
@@ -26,6 +31,19 @@ def test_help_explains_each_command():
     gen = run("generate", "--help")
     for option in ("--store", "--zoo", "--programs", "--shard-size", "--shards", "--workers", "--min-ops", "--max-ops", "--vocab-size", "--max-seq-len", "--seed"):
         assert option in gen.stdout
+
+
+def test_options_fill_the_stage_configs_whose_defaults_are_the_cli_defaults():
+    parse = cli.build_parser().parse_args
+    assert cli._config(ZooConfig, parse(["generate"])) == ZooConfig()
+    assert cli._config(ZooConfig, parse(["generate", "--max-ops", "6", "--random-tables", "0.5"])) == ZooConfig(max_ops=6, random_tables=0.5)
+    assert cli._config(DistillConfig, parse(["distill", "--kind", "natural"])) == DistillConfig(kind="natural")
+    assert cli._config(SearchConfig, parse(["decompile", "x.tar", "--beam", "2"])) == SearchConfig(beam=2)
+    args = parse(["train", "--zoo", "z", "--steps", "7", "--weight-tokens", "chunks", "--kinds", '["standard","compressed"]'])
+    assert cli._config(TrainConfig, args, model=cli._config(MetaConfig, args)) == TrainConfig(
+        store="./zoo-store", zoo="z", steps=7, kinds=("standard", "compressed"), model=MetaConfig(weight_tokens="chunks"))
+    # a setting that shapes a zoo can be set from the command line
+    assert {f.name for f in dataclasses.fields(ZooConfig)} <= vars(parse(["generate"])).keys()
 
 
 def test_bad_input_is_one_clear_line_without_traceback(tmp_path):

@@ -15,8 +15,8 @@ import sys
 import termios
 
 import pytest
-
 from conftest import cli_env
+
 from inverse_tracr import cli, progress
 from inverse_tracr.progress import MAX_LINE_CHARS, progress_bar
 
@@ -127,7 +127,7 @@ def test_nothing_is_written_when_disabled_or_when_the_stage_fails():
         bar.update(3)
     assert out.getvalue() == ""
     clock = FakeClock()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="stage failed"):
         with progress_bar(total=3, desc="fails", unit="step", stream=out, clock=clock, every_seconds=100) as bar:
             bar.update(1)
             raise RuntimeError("stage failed")
@@ -232,3 +232,22 @@ def test_bad_settings_through_the_command_line():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == "inverse-tracr: error: INVERSE_TRACR_LOG_EVERY_SECONDS: expected a number of seconds, 0 or more, got '-3'"
+
+
+@pytest.mark.parametrize("sets, expected", [((), [30.0, "text"]), (("logs.everySeconds=5", "logs.format=json"), [5.0, "json"])])
+def test_every_pod_of_the_chart_logs_progress_as_its_values_say(monkeypatch, sets, expected):
+    from k8s_tools import pod_containers, render
+
+    stages = [(where, c) for where, c, init in pod_containers(render(sets=sets)) if not init]
+    assert len(stages) == 5
+    for where, container in stages:
+        environment = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("INVERSE_TRACR_LOG_")}
+        assert not any("--log-" in arg for arg in [*container.get("command", []), *container.get("args", [])]), where
+        assert _settings(["status"], monkeypatch, environment) == expected, where
+
+
+def test_the_chart_refuses_a_log_format_the_cli_does_not_know():
+    from k8s_tools import run_helm, template_args
+
+    result = run_helm(*template_args(sets=("logs.format=xml",)))
+    assert result.returncode != 0 and "at '/logs/format': value must be one of 'text', 'json'" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -10,9 +11,15 @@ import sys
 from typing import Sequence
 
 from inverse_tracr import progress
+from inverse_tracr.compile.workers import MEMORY_LIMIT_MB
+from inverse_tracr.distill.config import KINDS as STUDENT_KINDS
+from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.errors import InverseTracrError
+from inverse_tracr.evaluate.config import DECODINGS, EvalConfig
+from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
 from inverse_tracr.meta.presets import PRESETS
-from inverse_tracr.meta.weights import DEFAULT_FORM, FORMS
+from inverse_tracr.meta.weights import FORMS
+from inverse_tracr.zoo.config import ZooConfig
 
 EXAMPLES = """
 examples:
@@ -30,6 +37,20 @@ class UserError(InverseTracrError):
     """A mistake in the command line or its inputs; printed as one line."""
 
 
+def _default(config: type, name: str):
+    """The default of setting `name` in a config dataclass: the one place each default lives."""
+    return next(field.default for field in dataclasses.fields(config) if field.name == name)
+
+
+def _config(config: type, args: argparse.Namespace, **given):
+    """A config dataclass from the options named as its fields, and `given`; a bad value is a usage error."""
+    options = {field.name: getattr(args, field.name) for field in dataclasses.fields(config) if hasattr(args, field.name)}
+    try:
+        return config(**{**options, **given})
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
 def _shard_range(text: str) -> range:
     try:
         start, stop = (int(part) for part in text.split(":"))
@@ -40,16 +61,16 @@ def _shard_range(text: str) -> range:
     return range(start, stop)
 
 
-def _kind_list(text: str) -> str:
-    """Zoo kinds as "a,b", from "a,b" or a JSON list (the chart's `kinds` workflow parameter)."""
+def _kind_list(text: str) -> tuple[str, ...]:
+    """Zoo kinds from "a,b" or a JSON list (the chart's `kinds` workflow parameter)."""
     if text.lstrip().startswith("["):
         import json
 
         try:
-            return ",".join(str(kind) for kind in json.loads(text))
+            return tuple(str(kind) for kind in json.loads(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a JSON list of kinds, got {text!r}") from None
-    return text
+    return tuple(kind.strip() for kind in text.split(","))
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -132,7 +153,25 @@ def _where(parser: argparse.ArgumentParser, run: bool = False) -> None:
     parser.add_argument("--store", default="./zoo-store", help="store URL: a local path, file://, gs:// or s3:// (default: %(default)s)")
     parser.add_argument("--zoo", default="demo", help="zoo name, a folder under the store (default: %(default)s)")
     if run:
-        parser.add_argument("--run", default="meta", help="meta-model run: a folder <zoo>/meta/<run> (default: %(default)s)")
+        parser.add_argument("--run", default=_default(TrainConfig, "run"), help="meta-model run: a folder <zoo>/meta/<run> (default: %(default)s)")
+
+
+def _pool(parser: argparse.ArgumentParser, work: str) -> None:
+    """--workers, --memory-limit-mb and --quiet of a stage that runs a pool of worker processes."""
+    parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help=f"{work} processes (default: CPU count, %(default)s)")
+    parser.add_argument("--memory-limit-mb", type=_positive, default=MEMORY_LIMIT_MB,
+                        help=f"kill a {work} process above this resident memory (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _pool_options(args: argparse.Namespace) -> dict:
+    return {"workers": args.workers, "memory_limit_mb": args.memory_limit_mb, "progress": not args.quiet}
+
+
+def _print_summary(summary) -> int:
+    for line in summary.lines():
+        print(line)
+    return 0
 
 
 def _which_sample(parser: argparse.ArgumentParser) -> None:
@@ -179,23 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _where(gen)
     gen.add_argument("--programs", type=_positive, default=1000, help="verified programs wanted, rounded up to whole shards (default: %(default)s)")
-    gen.add_argument("--shard-size", type=_positive, default=100, help="programs per shard (default: %(default)s)")
+    gen.add_argument("--shard-size", type=_positive, default=_default(ZooConfig, "shard_size"), help="programs per shard (default: %(default)s)")
     where = gen.add_mutually_exclusive_group()
     where.add_argument("--shards", type=_shard_range, metavar="A:B", help="write only shards A..B-1 (for fanning out over machines)")
     where.add_argument("--part", type=_part, metavar="K/N", help="write only the K-th of N equal slices of the shards (K from 0): one pod of N")
-    gen.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="compile processes (default: CPU count, %(default)s)")
-    gen.add_argument("--min-ops", type=_positive, default=4, help="fewest lines per program (default: %(default)s)")
-    gen.add_argument("--max-ops", type=_positive, default=8, help="most lines per program (default: %(default)s)")
-    gen.add_argument("--vocab-size", type=_positive, default=5, help="input tokens are 0..N-1 (default: %(default)s)")
-    gen.add_argument("--max-seq-len", type=_positive, default=5, help="longest input (default: %(default)s)")
-    gen.add_argument("--seed", type=int, default=0, help="zoo seed (default: %(default)s)")
-    gen.add_argument("--verify-inputs", type=_positive, default=1024,
+    gen.add_argument("--min-ops", type=_positive, default=_default(ZooConfig, "min_ops"), help="fewest lines per program (default: %(default)s)")
+    gen.add_argument("--max-ops", type=_positive, default=_default(ZooConfig, "max_ops"), help="most lines per program (default: %(default)s)")
+    gen.add_argument("--vocab-size", type=_positive, default=_default(ZooConfig, "vocab_size"), help="input tokens are 0..N-1 (default: %(default)s)")
+    gen.add_argument("--max-seq-len", type=_positive, default=_default(ZooConfig, "max_seq_len"), help="longest input (default: %(default)s)")
+    gen.add_argument("--seed", type=int, default=_default(ZooConfig, "seed"), help="zoo seed (default: %(default)s)")
+    gen.add_argument("--verify-inputs", type=_positive, default=_default(ZooConfig, "verify_inputs"),
                      help="random inputs each compiled model must get right when there are too many to check them all "
                           "(up to 5,000 input sequences, every one is checked) (default: %(default)s)")
-    gen.add_argument("--random-tables", type=float, default=0.1,
+    gen.add_argument("--random-tables", type=float, default=_default(ZooConfig, "random_tables"),
                      help="share of Map, SequenceMap and Select lines with a random table instead of a library function (default: %(default)s)")
-    gen.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a compile worker above this resident memory (default: %(default)s)")
-    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    _pool(gen, "compile")
     gen.set_defaults(handler=_generate)
 
     dis = stages.add_parser(
@@ -210,18 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _where(dis)
-    dis.add_argument("--kind", choices=("compressed", "natural"), default="compressed", help="kind of student (default: %(default)s)")
+    dis.add_argument("--kind", choices=STUDENT_KINDS, default=_default(DistillConfig, "kind"), help="kind of student (default: %(default)s)")
     dis.add_argument("--shards", type=_shard_range, metavar="A:B", help="distil only standard shards A..B-1 (default: every finished one)")
     dis.add_argument("--part", type=_part, metavar="K/N", help="distil only the K-th of N equal slices of those shards (K from 0): one pod of N")
-    dis.add_argument("--compression", type=float, default=2.0, help="residual width / student width (default: %(default)s)")
-    dis.add_argument("--max-steps", type=_positive, default=2000, help="give a student up after this many steps (default: %(default)s)")
+    dis.add_argument("--compression", type=float, default=_default(DistillConfig, "compression"), help="residual width / student width (default: %(default)s)")
+    dis.add_argument("--max-steps", type=_positive, default=_default(DistillConfig, "max_steps"), help="give a student up after this many steps (default: %(default)s)")
     dis.add_argument(
-        "--attempts", type=_positive, default=2, help="training runs per student: a rejected run starts again from a fresh initialisation (default: %(default)s)"
+        "--attempts", type=_positive, default=_default(DistillConfig, "attempts"), help="training runs per student: a rejected run starts again from a fresh initialisation (default: %(default)s)"
     )
-    dis.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="training processes (default: CPU count, %(default)s)")
     dis.add_argument("--seed", type=int, default=0, help="distillation seed (default: %(default)s)")
-    dis.add_argument("--memory-limit-mb", type=_positive, default=4096, help="kill a worker above this resident memory (default: %(default)s)")
-    dis.add_argument("--quiet", action="store_true", help="no progress bar")
+    _pool(dis, "training")
     dis.set_defaults(handler=_distill)
 
     ins = stages.add_parser(
@@ -242,27 +277,27 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _where(tr, run=True)
-    tr.add_argument("--kinds", default="standard", type=_kind_list,
+    tr.add_argument("--kinds", default=",".join(_default(TrainConfig, "kinds")), type=_kind_list,
                     help='zoo kinds to train on, comma-separated or a JSON list like ["standard","compressed"] (default: %(default)s)')
-    tr.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size (default: %(default)s)")
-    tr.add_argument("--decoder", default="autoregressive", choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
-    tr.add_argument("--attention", default="prefix", choices=["prefix", "causal"],
+    tr.add_argument("--preset", default=_default(MetaConfig, "preset"), choices=sorted(PRESETS), help="model size (default: %(default)s)")
+    tr.add_argument("--decoder", default=_default(MetaConfig, "decoder"), choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
+    tr.add_argument("--attention", default=_default(MetaConfig, "attention"), choices=["prefix", "causal"],
                     help="over the weight chunks: prefix (they see each other both ways) or causal (GPT-2's) (default: %(default)s)")
-    tr.add_argument("--weight-tokens", default=DEFAULT_FORM, choices=FORMS,
+    tr.add_argument("--weight-tokens", default=_default(MetaConfig, "weight_tokens"), choices=FORMS,
                     help="the model's weights as tokens: neurons (one per unit that reads and writes the residual) or "
                          "chunks (512 floats of the flattened tensors, as the thesis) (default: %(default)s)")
-    tr.add_argument("--steps", type=_positive, default=1000, help="optimizer steps (default: %(default)s)")
-    tr.add_argument("--batch-size", type=_positive, default=32, help="programs per step and process (default: %(default)s)")
-    tr.add_argument("--grad-accum", type=_positive, default=1, help="batches per optimizer step (default: %(default)s)")
+    tr.add_argument("--steps", type=_positive, default=_default(TrainConfig, "steps"), help="optimizer steps (default: %(default)s)")
+    tr.add_argument("--batch-size", type=_positive, default=_default(TrainConfig, "batch_size"), help="programs per step and process (default: %(default)s)")
+    tr.add_argument("--grad-accum", type=_positive, default=_default(TrainConfig, "grad_accum"), help="batches per optimizer step (default: %(default)s)")
     tr.add_argument("--lr", type=float, help="peak learning rate (default: the preset's: "
                     + ", ".join(f"{name} {preset.lr:g}" for name, preset in PRESETS.items()) + ")")
-    tr.add_argument("--warmup", type=int, default=100, help="warm-up steps before cosine decay (default: %(default)s)")
-    tr.add_argument("--input-noise", type=float, default=0.0, help="Gaussian weight noise, as a fraction of their std (default: %(default)s)")
-    tr.add_argument("--input-dropout", type=float, default=0.0, help="chance of dropping a weight chunk (default: %(default)s)")
-    tr.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    tr.add_argument("--checkpoint-every", type=_positive, default=200, help="steps between checkpoints (default: %(default)s)")
-    tr.add_argument("--loader-workers", type=int, default=0, help="data-loader processes per rank (default: %(default)s)")
-    tr.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
+    tr.add_argument("--warmup", type=int, default=_default(TrainConfig, "warmup"), help="warm-up steps before cosine decay (default: %(default)s)")
+    tr.add_argument("--input-noise", type=float, default=_default(MetaConfig, "input_noise"), help="Gaussian weight noise, as a fraction of their std (default: %(default)s)")
+    tr.add_argument("--input-dropout", type=float, default=_default(MetaConfig, "input_dropout"), help="chance of dropping a weight chunk (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), help="seed (default: %(default)s)")
+    tr.add_argument("--checkpoint-every", type=_positive, default=_default(TrainConfig, "checkpoint_every"), help="steps between checkpoints (default: %(default)s)")
+    tr.add_argument("--loader-workers", type=int, default=_default(TrainConfig, "loader_workers"), help="data-loader processes per rank (default: %(default)s)")
+    tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
     tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
     tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -278,15 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _where(ev, run=True)
-    ev.add_argument("--kind", default="standard", choices=["standard", "compressed", "natural"], help="zoo kind (default: %(default)s)")
-    ev.add_argument("--split", default="val", choices=["train", "val", "test", "all"], help="split (default: %(default)s)")
+    ev.add_argument("--kind", default=_default(EvalConfig, "kind"), choices=["standard", "compressed", "natural"], help="zoo kind (default: %(default)s)")
+    ev.add_argument("--split", default=_default(EvalConfig, "split"), choices=["train", "val", "test", "all"], help="split (default: %(default)s)")
     ev.add_argument("--limit", type=_positive, help="evaluate at most this many programs")
     ev.add_argument("--decoding", default="both", choices=["both", "teacher_forced", "autoregressive"], help="(default: %(default)s)")
     ev.add_argument("--no-lib", action="store_true", help="skip Tracr's lib programs")
     ev.add_argument("--data", help="evaluate on other shards: a shard URL pattern, or a zoo folder <store>/<zoo> (e.g. a held-out seed)")
-    ev.add_argument("--beam", type=int, default=4, help="beam width of the checked search (0: no search) (default: %(default)s)")
-    ev.add_argument("--repair-rounds", type=int, default=1, help="repair rounds of the search (default: %(default)s)")
-    ev.add_argument("--budget-seconds", type=float, default=5.0, help="search time per program (default: %(default)s)")
+    ev.add_argument("--beam", type=int, default=_default(EvalConfig, "search").beam, help="beam width of the checked search (0: no search) (default: %(default)s)")
+    ev.add_argument("--repair-rounds", type=int, default=_default(EvalConfig, "search").repair_rounds, help="repair rounds of the search (default: %(default)s)")
+    ev.add_argument("--budget-seconds", type=float, default=_default(EvalConfig, "search").budget_seconds, help="search time per program (default: %(default)s)")
     ev.add_argument("--no-reader", action="store_true", help="skip the exact reader's figures")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_evaluate)
@@ -331,11 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--layout", help="with a .npz: the model's layout (a sample's meta.json, or its 'model' object)")
     dec.add_argument("--method", choices=("auto", "reader", "meta"), default="auto",
                      help="auto: the reader, then the meta-model where it refuses (default: %(default)s)")
-    dec.add_argument("--beam", type=_positive, default=8, help="beam width of the search (1: greedy only) (default: %(default)s)")
-    dec.add_argument("--samples", type=int, default=0, help="programs sampled besides the beam (default: %(default)s)")
-    dec.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
-    dec.add_argument("--repair-rounds", type=int, default=1, help="rounds of repair around the best candidates (default: %(default)s)")
-    dec.add_argument("--budget-seconds", type=float, default=10.0, help="stop searching after this long (default: %(default)s)")
+    dec.add_argument("--beam", type=_positive, default=_default(SearchConfig, "beam"), help="beam width of the search (1: greedy only) (default: %(default)s)")
+    dec.add_argument("--samples", type=int, default=_default(SearchConfig, "samples"), help="programs sampled besides the beam (default: %(default)s)")
+    dec.add_argument("--temperature", type=float, default=_default(SearchConfig, "temperature"), help="sampling temperature (default: %(default)s)")
+    dec.add_argument("--repair-rounds", type=int, default=_default(SearchConfig, "repair_rounds"), help="rounds of repair around the best candidates (default: %(default)s)")
+    dec.add_argument("--budget-seconds", type=float, default=_default(SearchConfig, "budget_seconds"), help="stop searching after this long (default: %(default)s)")
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     dec.set_defaults(handler=_decompile)
     for command in stages.choices.values():
@@ -355,62 +390,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from inverse_tracr.zoo.generate import generate
-    from inverse_tracr.zoo.manifest import ZooConfig
     from inverse_tracr.zoo.shards import part_of
 
-    try:
-        config = ZooConfig(
-            shard_size=args.shard_size,
-            min_ops=args.min_ops,
-            max_ops=args.max_ops,
-            vocab_size=args.vocab_size,
-            max_seq_len=args.max_seq_len,
-            seed=args.seed,
-            verify_inputs=args.verify_inputs,
-            random_tables=args.random_tables,
-        )
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    config = _config(ZooConfig, args)
     shards = args.shards
     if args.part is not None:
         shards = part_of(list(range(config.shards_for(args.programs))), args.part)
-    summary = generate(
-        args.store,
-        args.zoo,
-        config,
-        programs=args.programs,
-        shards=shards,
-        workers=args.workers,
-        memory_limit_mb=args.memory_limit_mb,
-        progress=not args.quiet,
-    )
-    for line in summary.lines():
-        print(line)
-    return 0
+    return _print_summary(generate(args.store, args.zoo, config, programs=args.programs, shards=shards, **_pool_options(args)))
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from inverse_tracr.distill.config import DistillConfig
     from inverse_tracr.distill.stage import distill_zoo
 
-    try:
-        config = DistillConfig(kind=args.kind, compression=args.compression, max_steps=args.max_steps, attempts=args.attempts)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    summary = distill_zoo(
-        args.store,
-        args.zoo,
-        config,
-        seed=args.seed,
-        shards=args.shards,
-        part=args.part,
-        workers=args.workers,
-        memory_limit_mb=args.memory_limit_mb,
-        progress=not args.quiet,
-    )
-    for line in summary.lines():
-        print(line)
-    return 0
+    config = _config(DistillConfig, args)
+    return _print_summary(distill_zoo(args.store, args.zoo, config, seed=args.seed, shards=args.shards, part=args.part, **_pool_options(args)))
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -424,20 +417,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from inverse_tracr.meta.model import MetaConfig
-    from inverse_tracr.meta.train import TrainConfig, distributed, train
+    from inverse_tracr.meta.train import distributed, train
 
-    try:
-        model = MetaConfig(preset=args.preset, decoder=args.decoder, input_noise=args.input_noise, input_dropout=args.input_dropout,
-                           attention=args.attention, weight_tokens=args.weight_tokens)
-        config = TrainConfig(
-            store=args.store, zoo=args.zoo, run=args.run, kinds=tuple(k.strip() for k in args.kinds.split(",")), model=model,
-            steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup=args.warmup,
-            seed=args.seed, checkpoint_every=args.checkpoint_every, loader_workers=args.loader_workers,
-            mixed_precision=args.mixed_precision,
-        )
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    config = _config(TrainConfig, args, model=_config(MetaConfig, args))
     figures = train(config, stop_after=args.stop_after, logdir=args.logdir, progress=not args.quiet)
     numbers = ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if k not in ("step", "ranks", "ranks_in_sync"))
     print(f"step {figures['step']}: {numbers}")
@@ -452,13 +434,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from inverse_tracr.evaluate.run import DECODINGS, EvalConfig, evaluate
-    from inverse_tracr.meta.decompile import SearchConfig
+    from inverse_tracr.evaluate.run import evaluate
 
     decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
-    search = SearchConfig(beam=args.beam, repair_rounds=args.repair_rounds, budget_seconds=args.budget_seconds)
-    config = EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=args.kind, split=args.split, limit=args.limit,
-                        decodings=decodings, lib=not args.no_lib, data=args.data, search=search, reader=not args.no_reader)
+    search = dataclasses.replace(_default(EvalConfig, "search"), beam=args.beam, repair_rounds=args.repair_rounds,
+                                 budget_seconds=args.budget_seconds)
+    config = _config(EvalConfig, args, decodings=decodings, lib=not args.no_lib, search=search, reader=not args.no_reader)
     _print_result(evaluate(config, progress=not args.quiet))
     return 0
 
@@ -513,7 +494,7 @@ def _decompile(args: argparse.Namespace) -> int:
     import json
 
     from inverse_tracr.compile.model import CompiledModel, Layout
-    from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample
+    from inverse_tracr.meta.decompile import decompile, model_from_sample
     from inverse_tracr.zoo.inspect import find_sample
     from inverse_tracr.zoo.sample import SampleError, params_from_npz
 
@@ -544,8 +525,7 @@ def _decompile(args: argparse.Namespace) -> int:
         except (TrainError, FileNotFoundError) as error:
             if args.method == "meta":
                 raise UserError(str(error)) from None
-    config = SearchConfig(args.beam, args.samples, args.temperature, args.repair_rounds, budget_seconds=args.budget_seconds)
-    result = decompile(model, meta_model, args.method, threshold, config)
+    result = decompile(model, meta_model, args.method, threshold, _config(SearchConfig, args))
     if args.json:
         print(json.dumps({**result.to_json(), "true": None if true is None else true.to_json()}, indent=1))
         return 0

@@ -43,12 +43,15 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* A container's environment: .root, and .extra (a list of {name, value}) for the stage. The first
-     store access is retried (store.firstContactAttempts) and gcsfs's credential mode is pinned
-     (store.gcsToken): unset, hundreds of pods starting together can fall back to anonymous access
-     before the metadata server answers. Then the store's own variables and an optional secret. */}}
+{{/* A container's environment: .root, and .extra (a list of {name, value}) for the stage. How
+     progress is logged (logs). The first store access is retried (store.firstContactAttempts) and
+     gcsfs's credential mode is pinned (store.gcsToken): unset, hundreds of pods starting together
+     can fall back to anonymous access before the metadata server answers. Then the store's own
+     variables and an optional secret. */}}
 {{- define "inverse-tracr.env" -}}
-{{- $env := list (dict "name" "INVERSE_TRACR_STORE_ATTEMPTS" "value" (toString .root.Values.store.firstContactAttempts)) }}
+{{- $env := list (dict "name" "INVERSE_TRACR_LOG_EVERY_SECONDS" "value" (toString .root.Values.logs.everySeconds)) }}
+{{- $env = append $env (dict "name" "INVERSE_TRACR_LOG_FORMAT" "value" .root.Values.logs.format) }}
+{{- $env = append $env (dict "name" "INVERSE_TRACR_STORE_ATTEMPTS" "value" (toString .root.Values.store.firstContactAttempts)) }}
 {{- with .root.Values.store.gcsToken }}
 {{- $env = append $env (dict "name" "FSSPEC_GS_TOKEN" "value" .) }}
 {{- end }}

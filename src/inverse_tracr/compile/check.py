@@ -14,6 +14,11 @@ decoded argmax there is an artefact, not an answer. So a candidate that gives No
 writes a value, or a value where the model writes none, disagrees there. (Numerical outputs cannot
 say None: a candidate's None is not compared.) A candidate must also define `MIN_DEFINED` of all
 positions.
+
+A causal model (`Layout.causal`) runs with its attention mask, and a candidate is evaluated as its
+own `Program.causal` says (batched, or by `Program.evaluate` where values are averaged): a
+non-causal candidate for a causal model is simply another function, and disagrees where the mask
+matters.
 """
 
 from __future__ import annotations
@@ -135,7 +140,8 @@ class Behaviour:
 
 
 def identical_weights(a: CompiledModel, b: CompiledModel, atol: float = 1e-6) -> bool:
-    """The strongest certificate: the same parameters, tensor by tensor."""
-    return a.params.keys() == b.params.keys() and all(
+    """The strongest certificate: the same parameters, tensor by tensor, under the same attention
+    mask (a causal model's parameters are the non-causal one's: only the mask tells them apart)."""
+    return a.layout.causal == b.layout.causal and a.params.keys() == b.params.keys() and all(
         a.params[k].shape == b.params[k].shape and np.allclose(a.params[k], b.params[k], atol=atol, rtol=0) for k in a.params
     )

@@ -20,10 +20,12 @@ _RASP_COUNTER = re.compile(r"^(v\d+)_\d+")
 
 
 def compile_program(program: Program, fast: bool = True) -> CompiledModel:
-    """Tracr's compilation of `program`; `fast=False` runs stock Tracr (for comparison)."""
+    """Tracr's compilation of `program` (causally masked if the program is); `fast=False` runs
+    stock Tracr (for comparison)."""
     sop = program.to_rasp()
     compile_ = lambda: compiling.compile_rasp_to_model(  # noqa: E731
-        sop, vocab=set(program.vocab), max_seq_len=program.max_seq_len, compiler_bos=BOS, compiler_pad=PAD
+        sop, vocab=set(program.vocab), max_seq_len=program.max_seq_len, compiler_bos=BOS, compiler_pad=PAD,
+        causal=program.causal,
     )
     if fast:
         with fast_init():

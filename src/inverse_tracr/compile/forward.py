@@ -1,8 +1,9 @@
 """A NumPy forward pass of a compiled Tracr model, for cheap verification of many programs.
 
 `jax.jit(model.forward)` recompiles for every new architecture (~0.3 s, more than the compile
-itself); this is the same computation as `tracr.transformer.model` (no layer norm, non-causal,
-softmax attention, ReLU MLPs) in float32, batched over inputs of one length.
+itself); this is the same computation as `tracr.transformer.model` (no layer norm, softmax
+attention, causally masked when the layout says so, ReLU MLPs) in float32, batched over inputs of
+one length.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
     _, length = ids.shape
     x = p[TOKEN_EMBED][ids] + p[POS_EMBED][np.arange(length)]  # [B, T, D]
     heads, key_size = layout.num_heads, layout.key_size
+    # Tracr's causal mask: position t (BOS is 0) attends to positions ≤ t, so BOS is always seen.
+    hidden_keys = ~np.tril(np.ones((length, length), bool)) if layout.causal else None  # [T, T]
     for layer in range(layout.num_layers):
         attn, mlp = layer_param(layer, "attn"), layer_param(layer, "mlp")
         out_w = p[f"{attn}/linear/w"].reshape(heads, key_size, -1)  # [H, K, D]
@@ -30,6 +33,8 @@ def residual_output(model: CompiledModel, ids: np.ndarray) -> np.ndarray:
         if len(used):
             q, k, v = (_heads(p, f"{attn}/{name}", x, heads, key_size)[:, :, used] for name in ("query", "key", "value"))  # [B, T, H', K]
             logits = np.einsum("bthd,bThd->bhtT", q, k) / np.sqrt(key_size).astype(np.float32)  # [B, H', T, T]
+            if hidden_keys is not None:  # every row keeps its own position: never all -inf
+                logits[..., hidden_keys] = -np.inf
             logits -= logits.max(axis=-1, keepdims=True)
             weights = np.exp(logits)
             weights /= weights.sum(axis=-1, keepdims=True)

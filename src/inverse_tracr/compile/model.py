@@ -42,6 +42,9 @@ class Layout:
     #: Distilled models have no named residual dimensions: a `readout/w` tensor [D, O] maps the
     #: final residual to the outputs, and output_dims are its columns, 0..O-1.
     readout: bool = False
+    #: Compiled with `causal=True`: every attention query sees keys at positions ≤ its own only.
+    #: The weights are the same as without; only this flag says the model computes another function.
+    causal: bool = False
 
     @property
     def residual_width(self) -> int:
@@ -53,14 +56,21 @@ class Layout:
         return ["attn", "mlp"] * self.num_layers
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "residual_width": self.residual_width, "blocks": self.blocks}
+        """`causal` only when set: a non-causal layout serialises as it did before the flag."""
+        data = {**dataclasses.asdict(self), "residual_width": self.residual_width, "blocks": self.blocks}
+        if not self.causal:
+            del data["causal"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Layout":
         fields = {f.name for f in dataclasses.fields(cls)}
         try:
-            values = {k: data[k] for k in fields if k != "readout"}
+            values = {k: data[k] for k in fields if k not in ("readout", "causal")}
             values["readout"] = bool(data.get("readout", False))  # absent in standard samples
+            values["causal"] = data.get("causal", False)  # absent in non-causal models
+            if not isinstance(values["causal"], bool):
+                raise TypeError(f"causal must be true or false, got {values['causal']!r}")
             values["residual_labels"] = tuple(values["residual_labels"])
             values["input_tokens"] = tuple(values["input_tokens"])
             values["output_dims"] = tuple(int(d) for d in values["output_dims"])
@@ -109,5 +119,6 @@ class CompiledModel:
             input_tokens=tuple(sorted(input_map, key=input_map.get)),
             output_dims=output_dims,
             output_values=output_values,
+            causal=bool(config.causal),
         )
         return cls(params, layout)

@@ -42,6 +42,10 @@ forward pass on every input up to the model's length (a random sample where ther
 5,000); a disagreement raises `ReadingMismatch`, a `NotCompiledLayout` — typically Tracr's own
 model being wrong (a categorical mean over several values, two SelectorWidths sharing one
 BOS-cleaning unit, an inexact discretising MLP).
+
+A model compiled with `causal=True` has the same weights; its attention mask is in the layout
+(`Layout.causal`), so it reads as the same program with `Program.causal` set, and is checked
+against the masked forward pass with the masked evaluation.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class ReadOp:
 
 @dataclasses.dataclass
 class Reading:
-    sop: rasp.SOp
+    sop: rasp.SOp  # RASP has no mask: for a causal model, evaluate it with `tracr.rasp.causal_eval`
     program: Program  # the canonical program (`sop` with its tables; the labels the weights fix)
     vocab: tuple[Any, ...]
     max_seq_len: int
@@ -991,7 +995,7 @@ def read(model: CompiledModel, verify: bool = True) -> Reading:
     reader = _Reader(model)
     sop, ops = reader.read()
     try:
-        program = Program.from_rasp(sop, reader.vocab, reader.max_seq_len)
+        program = Program.from_rasp(sop, reader.vocab, reader.max_seq_len, model.layout.causal)
     except ProgramError as error:
         _refuse(f"the weights read as a program Tracr could not have compiled: {error}")
     checked, exhaustive = 0, False

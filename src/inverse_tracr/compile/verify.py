@@ -11,6 +11,9 @@ Inputs: *every* sequence when there are at most `EXHAUSTIVE_LIMIT` of them (3,90
 5 and length 5), so a model that is wrong on one input among thousands is caught; otherwise a
 random sample with a quarter at full length. Programs are evaluated in NumPy (`programs.batch`),
 which makes the exhaustive check cost about what one compilation does.
+
+A causal program is compiled causally masked and evaluated masked (Tracr's `causal_eval`), so
+everything here holds for it unchanged.
 """
 
 from __future__ import annotations

@@ -102,6 +102,11 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+#: A worker above this resident memory is killed and its job counted as failed (compiling a rare
+#: program can take many GiB; the chart derives it from the pod's memory limit).
+MEMORY_LIMIT_MB = 4096
+
+
 class _Worker:
     def __init__(self, ctx, job: str):
         self.conn, child = ctx.Pipe()
@@ -126,7 +131,7 @@ class GuardedPool:
     `submit` a job to an idle worker, `poll` for finished ones; the caller decides what runs next.
     """
 
-    def __init__(self, job: str, workers: int = 1, memory_limit_mb: int = 4096, timeout: AdaptiveTimeout | None = None):
+    def __init__(self, job: str, workers: int = 1, memory_limit_mb: int = MEMORY_LIMIT_MB, timeout: AdaptiveTimeout | None = None):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.job, self.memory_limit = job, memory_limit_mb * 2**20

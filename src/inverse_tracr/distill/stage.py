@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel, Layout
-from inverse_tracr.compile.workers import AdaptiveTimeout, GuardedPool
+from inverse_tracr.compile.workers import MEMORY_LIMIT_MB, AdaptiveTimeout, GuardedPool
 from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.progress import progress_bar
@@ -32,6 +32,7 @@ from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.manifest import differences, read_config, versions
 from inverse_tracr.zoo.shards import Reader, finished_shards, part_of, shard_name, write_shard
 from inverse_tracr.zoo.store import Store
+from inverse_tracr.zoo.summary import StageSummary
 
 JOB = "inverse_tracr.distill.stage:distill_sample"
 CONFIG_FILE = "distill.json"
@@ -109,34 +110,26 @@ def check_stored(model: CompiledModel, program, inputs: list) -> dict[str, Any]:
     return {"inputs": len(inputs), "positions": positions, "agreeing": agreeing, "accuracy": agreeing / max(positions, 1)}
 
 
-@dataclasses.dataclass
-class Summary:
+@dataclasses.dataclass(kw_only=True)
+class Summary(StageSummary):
     """What a distill run did."""
 
     kind: str
-    shards_written: int = 0
-    shards_skipped: int = 0
     teachers: int = 0
     accepted: int = 0
-    seconds: float = 0.0
-    rejections: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    @property
+    def shards(self) -> str:
+        return f"{self.kind} shard(s)"
 
     @property
     def seconds_per_accepted(self) -> float:
         return self.seconds / self.accepted if self.accepted else float("inf")
 
-    def lines(self) -> list[str]:
-        if not self.shards_written:
-            return [f"all {self.shards_skipped} {self.kind} shard(s) already finished: nothing to do"]
+    def made(self) -> str:
         rate = self.accepted / self.teachers if self.teachers else 0.0
-        out = [
-            f"wrote {self.shards_written} {self.kind} shard(s), skipped {self.shards_skipped} finished; "
-            f"{self.accepted} of {self.teachers} models accepted ({rate:.0%}) in {self.seconds:.1f} s "
-            f"({self.seconds_per_accepted:.2f} s per accepted model)"
-        ]
-        if self.rejections:
-            out.append("rejected: " + ", ".join(f"{reason} {n}" for reason, n in self.rejections.most_common()))
-        return out
+        return (f"{self.accepted} of {self.teachers} models accepted ({rate:.0%}) in {self.seconds:.1f} s "
+                f"({self.seconds_per_accepted:.2f} s per accepted model)")
 
 
 def _open(store: Store, zoo: str, kind: str, config: dict[str, Any]) -> None:
@@ -165,7 +158,7 @@ def distill_zoo(
     shards: Iterable[int] | None = None,
     part: tuple[int, int] | None = None,
     workers: int = 1,
-    memory_limit_mb: int = 4096,
+    memory_limit_mb: int = MEMORY_LIMIT_MB,
     progress: bool = True,
 ) -> Summary:
     """Distil the standard shards `shards` (default: every finished one) — or the K-th of N slices
@@ -187,7 +180,7 @@ def distill_zoo(
         wanted = part_of(wanted, part)  # may be empty
     done = finished_shards(store, zoo, kind)
     todo = [i for i in wanted if i not in done]
-    summary = Summary(kind, shards_skipped=len(wanted) - len(todo))
+    summary = Summary(kind=kind, shards_skipped=len(wanted) - len(todo))
     if not todo:
         return summary
 

@@ -19,40 +19,18 @@ from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.verify import check_inputs
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.evaluate import metrics, report
+from inverse_tracr.evaluate.config import EvalConfig
 from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.data import collate, example
-from inverse_tracr.meta.decompile import SearchConfig, decompile, model_from_sample
+from inverse_tracr.meta.decompile import decompile, model_from_sample
 from inverse_tracr.meta.train import load_model, read_history
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.shards import Reader, expand, shard_urls
 from inverse_tracr.zoo.store import Store
 
-DECODINGS = ("teacher_forced", "autoregressive")
-
-
 class EvaluateError(InverseTracrError, RuntimeError):
     """Nothing to evaluate (no shards, an empty split)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    store: str
-    zoo: str
-    run: str = "meta"
-    kind: str = "standard"
-    split: str = "val"
-    limit: int | None = None  # programs at most
-    decodings: tuple[str, ...] = DECODINGS
-    inputs: int = 1024  # random inputs for functional equivalence, where there are too many to check all
-    batch_size: int = 32
-    lib: bool = True
-    #: Shards to evaluate on instead of the run's own zoo (another seed, longer programs, …): a URL
-    #: pattern or a zoo folder `<store>/<zoo>` (its `kind` shards); None: the run's zoo.
-    data: str | None = None
-    #: The meta-model's checked search (`meta.decompile`); beam 0 leaves it out.
-    search: SearchConfig = SearchConfig(beam=4, repair_rounds=1, budget_seconds=5.0)
-    reader: bool = True  # also report the exact reader (kept apart from the meta-model's figures)
 
 
 def report_location(config: EvalConfig) -> tuple[str, ...]:

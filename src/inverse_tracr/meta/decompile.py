@@ -14,6 +14,10 @@ An answer is *verified* when it agrees with the model everywhere it defines an o
 at least half of them) — for a distilled student, as often as the student agreed with its own
 teacher when it was made. Anything else is returned as unverified, with the best agreement found:
 never a silent guess.
+
+A model compiled with `causal=True` decompiles to a causal program: the reader takes the mask from
+the layout, and the meta-model's candidates (tokens say nothing of the mask; the weights are the
+same either way) are given the model's before they are checked.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from inverse_tracr.compile.check import MIN_DEFINED, Agreement, Behaviour, ident
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel, Layout
 from inverse_tracr.meta import search
+from inverse_tracr.meta.config import SearchConfig
 from inverse_tracr.programs import Program
 
 METHODS = ("auto", "reader", "meta")
@@ -35,16 +40,6 @@ METHODS = ("auto", "reader", "meta")
 
 class DecompileError(ValueError):
     """Nothing to decompile with (the reader refused and no meta-model was given, …)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    beam: int = 8
-    samples: int = 0
-    temperature: float = 1.0
-    repair_rounds: int = 1
-    repair_positions: int = 4
-    budget_seconds: float = 10.0
 
 
 @dataclasses.dataclass
@@ -90,8 +85,9 @@ def model_from_sample(sample) -> tuple[CompiledModel, float]:
 
 
 def model_from_tracr(assembled, output_label: str | None = None) -> CompiledModel:
-    """A model compiled by Tracr (`compile_rasp_to_model`); `output_label` is the output SOp's label,
-    found from the output encoder's values when not given (it must then be unambiguous)."""
+    """A model compiled by Tracr (`compile_rasp_to_model`, causal or not: the layout keeps which);
+    `output_label` is the output SOp's label, found from the output encoder's values when not given
+    (it must then be unambiguous)."""
     if output_label is None:
         labels = assembled.residual_labels
         output_map = getattr(assembled.output_encoder, "encoding_map", None)
@@ -148,6 +144,8 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
     def check(candidates: list[search.Candidate]) -> None:
         for candidate in candidates:
             candidate.decode(vocab_, max_seq_len, labels)
+            if candidate.program is not None and model.layout.causal:
+                candidate.program = dataclasses.replace(candidate.program, causal=True)
             if candidate.program is not None and candidate.program.id not in checked:
                 agreement = behaviour.agreement(candidate.program)
                 verified = _verified(agreement, threshold)
@@ -205,7 +203,8 @@ def _same_weights(program: Program, model: CompiledModel) -> bool | None:
         return False
 
 
-_CANONICAL = re.compile(r"v\d+")
+#: Our variables' names, and the hidden one Tracr adds beside each SelectorWidth.
+_CANONICAL = re.compile(r"v\d+(_selector_width_attn_output)?")
 
 
 def _verified(agreement: Agreement, threshold: float) -> bool:

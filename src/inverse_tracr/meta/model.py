@@ -14,8 +14,7 @@ program positions stay causal), set by a 4-D attention mask. Two decoders share 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,35 +22,13 @@ from torch import nn
 from transformers import GPT2Config, GPT2Model
 
 from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta.config import MetaConfig
 from inverse_tracr.meta.data import pad_features
 from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
 MAX_PROGRAM_TOKENS = vocab.MAX_PROGRAM_TOKENS
-
-
-@dataclasses.dataclass(frozen=True)
-class MetaConfig:
-    preset: str = "tiny"
-    decoder: Literal["autoregressive", "slots"] = "autoregressive"
-    max_chunks: int = 512
-    dropout: float = 0.0
-    input_noise: float = 0.0  # Gaussian noise on (normalised) weights, × their std, in training
-    input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
-    targets: str = vocab.LAYOUT  # the program-token layout the model writes
-    attention: Literal["causal", "prefix"] = "prefix"  # over the weight chunks (see the module docstring)
-    weight_tokens: Literal["chunks", "neurons"] = weights.DEFAULT_FORM  # the input's form (see `weights`)
-
-    def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
-        if self.decoder not in ("autoregressive", "slots"):
-            raise ValueError(f"unknown decoder {self.decoder!r}")
-        if self.attention not in ("causal", "prefix"):
-            raise ValueError(f"unknown attention {self.attention!r} (causal or prefix)")
-        if self.weight_tokens not in weights.FORMS:
-            raise ValueError(f"unknown weight tokens {self.weight_tokens!r} (choose from {', '.join(weights.FORMS)})")
 
 
 class MetaModel(nn.Module):

@@ -10,7 +10,6 @@ ends with the same parameters as if never stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import time
@@ -27,8 +26,8 @@ from transformers import get_cosine_schedule_with_warmup
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta import checkpoint, vocab
 from inverse_tracr.meta.data import collate, quiet_handover, stream
-from inverse_tracr.meta.model import MetaConfig, MetaModel
-from inverse_tracr.meta.presets import PRESETS
+from inverse_tracr.meta.config import TrainConfig
+from inverse_tracr.meta.model import MetaModel
 from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.manifest import differences, read_config
 from inverse_tracr.zoo.shards import shard_urls
@@ -45,41 +44,6 @@ def distributed() -> bool:
 
 class TrainError(InverseTracrError, RuntimeError):
     """The run cannot start: no shards, or a config that differs from the run's recorded one."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    store: str
-    zoo: str
-    run: str = "meta"
-    kinds: tuple[str, ...] = ("standard",)
-    split: str | None = "train"
-    model: MetaConfig = MetaConfig()
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float | None = None  # None: the preset's (meta.presets)
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    seed: int = 0
-    shuffle_buffer: int = 1000
-    loader_workers: int = 0
-    checkpoint_every: int = 200
-    log_every: int = 10
-    mixed_precision: str = "no"  # "bf16" on GPUs
-
-    def __post_init__(self):
-        if self.lr is None:
-            object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
-
-    def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "kinds": list(self.kinds)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
-        # Runs recorded before weight tokens had a choice read chunks.
-        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
 
 
 def loss_and_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

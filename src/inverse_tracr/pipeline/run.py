@@ -18,12 +18,12 @@ import yaml
 from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.stage import distill_zoo
 from inverse_tracr.errors import InverseTracrError
-from inverse_tracr.evaluate.run import EvalConfig, evaluate, existing_report
-from inverse_tracr.meta.decompile import SearchConfig
-from inverse_tracr.meta.model import MetaConfig
-from inverse_tracr.meta.train import TrainConfig, train
+from inverse_tracr.evaluate.config import EvalConfig
+from inverse_tracr.evaluate.run import evaluate, existing_report
+from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
+from inverse_tracr.meta.train import train
+from inverse_tracr.zoo.config import ZooConfig
 from inverse_tracr.zoo.generate import generate
-from inverse_tracr.zoo.manifest import ZooConfig
 from inverse_tracr.zoo.shards import finished_shards, read_marker
 from inverse_tracr.zoo.store import Store
 

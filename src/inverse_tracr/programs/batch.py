@@ -10,6 +10,10 @@ Where `rasp.evaluate` would compute a value outside a variable's value set (a ca
 that averages several different numbers) or would raise (averaging None or strings), the affected
 inputs are marked, and `evaluate_many` evaluates those with `rasp.evaluate` itself, so the result
 is always `rasp.evaluate`'s.
+
+A causal program (`Program.causal`) is evaluated as Tracr's `causal_eval` evaluates it, which is
+what a model compiled with `causal=True` computes: every selector is masked to keys at positions
+≤ its query's (`Program.evaluate` routes the marked inputs there too).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def _run(program: Program, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     types = program.types
     batch, length = tokens.shape
     env: dict[str, np.ndarray] = {"tokens": tokens, "indices": np.broadcast_to(np.arange(length), (batch, length))}
+    visible = np.tril(np.ones((length, length), bool)) if program.causal else True  # [Tq, Tk]: keys a query may see
     averaged = np.zeros(batch, bool)
     for line in program.lines:
         args = [env[o] for o in line.operands]
@@ -102,7 +107,7 @@ def _run(program: Program, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             keys, queries = args
             matrix = np.array(line.fn, bool).reshape(len(operands[0].values), len(operands[1].values))
             selected = matrix[np.maximum(keys, 0)[:, None, :], np.maximum(queries, 0)[:, :, None]]  # [B, Tq, Tk]
-            env[line.ret] = selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None]
+            env[line.ret] = selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None] & visible
         elif line.op == "Aggregate":
             env[line.ret], bad = _aggregate(args[0], args[1], operands[1])
             averaged |= bad

@@ -41,7 +41,7 @@ import json
 import logging
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from tracr.rasp import rasp
+from tracr.rasp import causal_eval, rasp
 
 from inverse_tracr.programs import library, ops, values
 from inverse_tracr.programs.ops import OPS, Table
@@ -320,13 +320,21 @@ class Program:
     Build one from lines (`Program(lines, vocab, max_seq_len)`: five fields each, `fn` a table or a
     library name; they are type-checked and canonicalised), from RASP (`Program.from_rasp`) or
     from JSON (`Program.from_json`). Equality and hashing follow the id.
+
+    `causal`: every Select is masked to keys at positions ≤ its query's, as in a model Tracr
+    compiles with `causal=True` (the same weights, the mask in the model's config), which computes
+    another function whenever a selector selects a later position. It counts in the id only when
+    set, so a non-causal program's id is what it was before the flag existed.
     """
 
     lines: tuple[Line, ...]
     vocab: tuple = DEFAULT_VOCAB
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    causal: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.causal, bool):
+            raise ProgramError(f"causal must be true or false, got {self.causal!r}")
         if not isinstance(self.max_seq_len, int) or isinstance(self.max_seq_len, bool) or not 1 <= self.max_seq_len <= MAX_SEQ_LEN:
             raise ProgramError(f"max_seq_len must be an integer from 1 to {MAX_SEQ_LEN}, got {self.max_seq_len!r}")
         if not isinstance(self.vocab, (list, tuple, set, frozenset)) or not self.vocab:
@@ -368,15 +376,19 @@ class Program:
 
     @functools.cached_property
     def id(self) -> str:
-        """Hash of the canonical program: equal programs have equal ids; types count (`1` ≠ `1.0`)."""
+        """Hash of the canonical program: equal programs have equal ids; types count (`1` ≠ `1.0`),
+        and so does the causal mask."""
         blob = json.dumps(self._canonical_json(), separators=(",", ":"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def _canonical_json(self) -> dict[str, Any]:
+        """What the id hashes; `causal` only when set, so that the ids (and JSON) of non-causal
+        programs, and of every zoo made before the flag, stay what they were."""
         return {
             "lines": [_line_json(line) for line in self.lines],
             "vocab": [values.to_json(v) for v in self.vocab],
             "max_seq_len": self.max_seq_len,
+            **({"causal": True} if self.causal else {}),
         }
 
     def operand_types(self, line: Line) -> list[VarType]:
@@ -414,23 +426,27 @@ class Program:
         return exprs[self.output]  # type: ignore[return-value]
 
     def evaluate(self, xs: Sequence[Any]) -> list[Any]:
-        """`rasp.evaluate` of the program on one input sequence."""
-        return rasp.evaluate(self._rasp, list(xs))
+        """`rasp.evaluate` of the program on one input sequence; for a causal program Tracr's
+        `causal_eval.evaluate`, which masks every selector as a causal model's attention does."""
+        evaluate = causal_eval.evaluate if self.causal else rasp.evaluate
+        return evaluate(self._rasp, list(xs))
 
     @functools.cached_property
     def _rasp(self) -> rasp.SOp:
         return self.to_rasp()
 
     @classmethod
-    def from_rasp(cls, sop: rasp.SOp, vocab: Iterable[Any] = DEFAULT_VOCAB, max_seq_len: int = DEFAULT_MAX_SEQ_LEN) -> "Program":
-        """Read any RASP program Tracr can compile, over `vocab` and inputs up to `max_seq_len`.
+    def from_rasp(cls, sop: rasp.SOp, vocab: Iterable[Any] = DEFAULT_VOCAB, max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+                  causal: bool = False) -> "Program":
+        """Read any RASP program Tracr can compile, over `vocab` and inputs up to `max_seq_len`
+        (`causal`: as compiled with `causal=True`; RASP itself has no mask).
 
         Raises ProgramError listing every expression Tracr could not compile, and why.
         """
         from inverse_tracr.programs.from_rasp import lines_from_rasp
 
         vocab = tuple(vocab)
-        return cls(lines_from_rasp(sop, vocab, max_seq_len)[0], vocab, max_seq_len)
+        return cls(lines_from_rasp(sop, vocab, max_seq_len)[0], vocab, max_seq_len, causal)
 
     # --- JSON ------------------------------------------------------------------------------
 
@@ -448,7 +464,8 @@ class Program:
 
     @classmethod
     def from_json(cls, data: Any) -> "Program":
-        """Read `to_json` output. Untrusted input: any defect is a ProgramError saying what."""
+        """Read `to_json` output (no `causal`: not causal, as before the flag). Untrusted input:
+        any defect is a ProgramError saying what."""
         if not isinstance(data, dict):
             raise ProgramError(f"a program is a JSON object, got {type(data).__name__}")
         if data.get("format", FORMAT) != FORMAT:
@@ -465,7 +482,7 @@ class Program:
             vocab = tuple(values.from_json(v, "vocab") for v in vocab)
         except OperandError as error:
             raise ProgramError(str(error)) from None
-        program = cls(tuple(lines), vocab, data["max_seq_len"])
+        program = cls(tuple(lines), vocab, data["max_seq_len"], data.get("causal", False))
         if "id" in data and data["id"] != program.id:
             raise ProgramError(f"program id {data['id']!r} does not match its lines ({program.id})")
         return program
@@ -473,7 +490,9 @@ class Program:
     # --- reading ---------------------------------------------------------------------------
 
     def source(self) -> str:
-        """Readable RASP: one assignment per line; tables shown by library name where one matches."""
+        """Readable RASP: one assignment per line; tables shown by library name where one matches.
+        The mask is said on the last line, so that line i is still `lines[i]` (the CLI marks
+        differing lines by position)."""
         out = []
         for line, alias in zip(self.lines, self.aliases):
             a = line.operands
@@ -492,7 +511,7 @@ class Program:
             else:
                 text = f"SelectorWidth({a[0]})"
             out.append(f"{line.ret} = numerical({text})" if numerical else f"{line.ret} = {text}")
-        out.append(f"program = {self.output}")
+        out.append(f"program = {self.output}" + ("  # causal: each Select sees only keys at positions ≤ its query's" if self.causal else ""))
         return "\n".join(out)
 
     def __str__(self) -> str:

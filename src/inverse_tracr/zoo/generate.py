@@ -14,12 +14,14 @@ import statistics
 import time
 from typing import Any, Iterable
 
-from inverse_tracr.compile.workers import GuardedPool
+from inverse_tracr.compile.workers import MEMORY_LIMIT_MB, GuardedPool
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.progress import progress_bar
-from inverse_tracr.zoo.manifest import ZooConfig, open_zoo
+from inverse_tracr.zoo.config import ZooConfig
+from inverse_tracr.zoo.manifest import open_zoo
 from inverse_tracr.zoo.shards import finished_shards, write_shard
 from inverse_tracr.zoo.store import Store
+from inverse_tracr.zoo.summary import StageSummary
 
 JOB = "inverse_tracr.zoo.candidates:build_candidate"
 KIND = "standard"
@@ -31,17 +33,13 @@ class GenerationError(InverseTracrError, RuntimeError):
     """A shard could not be filled (acceptance far too low for these settings)."""
 
 
-@dataclasses.dataclass
-class Summary:
+@dataclasses.dataclass(kw_only=True)
+class Summary(StageSummary):
     """What a generate run did; `rejections` counts reasons over every candidate it ran."""
 
-    shards_written: int = 0
-    shards_skipped: int = 0
     programs: int = 0
     candidates: int = 0
-    seconds: float = 0.0
     startup_seconds: float = 0.0  # starting the workers (imports): paid once per run
-    rejections: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     @property
     def programs_per_second(self) -> float:
@@ -53,19 +51,10 @@ class Summary:
         working = self.seconds - self.startup_seconds
         return self.programs / working if working > 0 else 0.0
 
-    def lines(self) -> list[str]:
-        if not self.shards_written:
-            return [f"all {self.shards_skipped} shard(s) already finished: nothing to do"]
-        out = [
-            f"wrote {self.shards_written} shard(s), skipped {self.shards_skipped} finished; "
-            f"{self.programs} verified programs from {self.candidates} candidates "
-            f"in {self.seconds:.1f} s ({self.programs_per_second:.2f} programs/s; "
-            f"{self.steady_programs_per_second:.2f}/s after {self.startup_seconds:.1f} s of worker start-up)"
-        ]
-        if self.rejections:
-            total = sum(self.rejections.values())
-            out.append("rejected: " + ", ".join(f"{reason} {n} ({n / total:.0%})" for reason, n in self.rejections.most_common()))
-        return out
+    def made(self) -> str:
+        return (f"{self.programs} verified programs from {self.candidates} candidates in {self.seconds:.1f} s "
+                f"({self.programs_per_second:.2f} programs/s; {self.steady_programs_per_second:.2f}/s after "
+                f"{self.startup_seconds:.1f} s of worker start-up)")
 
 
 @dataclasses.dataclass
@@ -100,7 +89,7 @@ def generate(
     programs: int,
     shards: Iterable[int] | None = None,
     workers: int = 1,
-    memory_limit_mb: int = 4096,
+    memory_limit_mb: int = MEMORY_LIMIT_MB,
     progress: bool = True,
 ) -> Summary:
     """Write the standard shards `shards` (default: enough for `programs`), skipping finished ones."""

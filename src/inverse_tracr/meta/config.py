@@ -1,0 +1,81 @@
+"""The meta-model's settings: the model, its training, the checked search.
+
+Kept apart from the modules that use them, and free of torch, so that the CLI reads its defaults
+from these classes (one place for each) and `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta.presets import PRESETS
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    preset: str = "tiny"
+    decoder: Literal["autoregressive", "slots"] = "autoregressive"
+    max_chunks: int = 512
+    dropout: float = 0.0
+    input_noise: float = 0.0  # Gaussian noise on (normalised) weights, × their std, in training
+    input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
+    targets: str = vocab.LAYOUT  # the program-token layout the model writes
+    attention: Literal["causal", "prefix"] = "prefix"  # over the weight tokens (see `meta.model`)
+    weight_tokens: Literal["chunks", "neurons"] = weights.DEFAULT_FORM  # the input's form (see `weights`)
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
+        if self.decoder not in ("autoregressive", "slots"):
+            raise ValueError(f"unknown decoder {self.decoder!r}")
+        if self.attention not in ("causal", "prefix"):
+            raise ValueError(f"unknown attention {self.attention!r} (causal or prefix)")
+        if self.weight_tokens not in weights.FORMS:
+            raise ValueError(f"unknown weight tokens {self.weight_tokens!r} (choose from {', '.join(weights.FORMS)})")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    store: str
+    zoo: str
+    run: str = "meta"
+    kinds: tuple[str, ...] = ("standard",)
+    split: str | None = "train"
+    model: MetaConfig = MetaConfig()
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float | None = None  # None: the preset's (meta.presets)
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    loader_workers: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    mixed_precision: str = "no"  # "bf16" on GPUs
+
+    def __post_init__(self):
+        if self.lr is None:
+            object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "kinds": list(self.kinds)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        # Runs recorded before weight tokens had a choice read chunks.
+        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    beam: int = 8
+    samples: int = 0
+    temperature: float = 1.0
+    repair_rounds: int = 1
+    repair_positions: int = 4
+    budget_seconds: float = 10.0

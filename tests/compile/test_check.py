@@ -1,0 +1,50 @@
+"""The behavioural check: how far a candidate program agrees with what a model computes."""
+
+from __future__ import annotations
+
+from distill_tools import rotated_student
+from tracr.compiler import lib
+from tracr.rasp import rasp
+
+from inverse_tracr.compile.check import Behaviour
+from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.verify import same_value
+from inverse_tracr.programs import Program
+
+
+def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students():
+    frac = Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 1), range(5), 5)
+    other = Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 2), range(5), 5)
+    behaviour = Behaviour.of(compile_program(frac))
+    assert behaviour.numerical and behaviour.exhaustive and len(behaviour.inputs) == 3905
+    assert behaviour.agreement(frac).agreement == 1.0 and behaviour.agreement(frac).defined == 1.0
+    assert 0.3 < behaviour.agreement(other).agreement < 0.9  # both give 0 where there is no 1 and no 2
+    hist = Program.from_rasp(lib.make_hist(), range(5), 5)
+    rotated = Behaviour.of(rotated_student(compile_program(hist)))
+    assert rotated.agreement(hist).agreement == 1.0
+    assert rotated.agreement(Program.from_rasp(lib.make_length(), range(5), 5)).agreement < 0.6
+
+
+def test_a_candidate_of_the_wrong_kind_scores_zero_and_never_raises():
+    # A categorical candidate whose Aggregate averages several values (rasp.evaluate decides those
+    # inputs one by one) against a numerical model; and labels where numbers are due.
+    frac = Behaviour.of(compile_program(Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 1), range(5), 5)))
+    averaging = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), rasp.tokens), range(5), 5)
+    assert frac.agreement(averaging).agreement == 0.0
+    assert not same_value("a", 1.0, numerical=True) and same_value(1, 1.0000001, numerical=True)
+
+
+def test_none_must_match_where_the_model_writes_nothing():
+    # A copy of the tokens writes a value everywhere: a candidate that says None at position 0
+    # is not verified by agreeing wherever it does say something.
+    copy = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), rasp.tokens), range(5), 5)
+    silent_first = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q and q > 0), rasp.tokens), range(5), 5)
+    behaviour = Behaviour.of(compile_program(copy))
+    assert behaviour.agreement(copy).agreement == 1.0
+    partial = behaviour.agreement(silent_first)
+    assert 0.6 < partial.defined < 1 and partial.agreement < 1.0
+    # …and where the model writes nothing (RASP's None: shift_by's first position), a value is wrong
+    shifted = Program.from_rasp(lib.shift_by(1, rasp.tokens), range(5), 5)
+    model_says = Behaviour.of(compile_program(shifted))
+    assert model_says.agreement(shifted).agreement == 1.0
+    assert model_says.agreement(copy).agreement < 0.5

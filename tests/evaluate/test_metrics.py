@@ -1,0 +1,66 @@
+"""Evaluation metrics on hand-made predictions."""
+
+from __future__ import annotations
+
+import pytest
+
+from inverse_tracr.evaluate import metrics
+from inverse_tracr.meta import vocab
+from inverse_tracr.programs import Program
+
+TRUE = Program((
+    ("Map", "lt_3", "tokens", "NA", "v1"),
+    ("Select", "EQ", "indices", "indices", "v2"),
+    ("Aggregate", "NA", "v2", "v1", "v3"),
+))
+INPUTS = [[0, 1, 2, 3, 4], [4, 4, 1], [2], [3, 0, 4, 1]]
+
+
+def _ids(program: Program) -> list[int]:
+    return metrics.targets(program)
+
+
+def test_a_perfect_prediction_scores_full_marks():
+    scored = metrics.score("k", TRUE, _ids(TRUE), INPUTS)
+    assert scored.accuracy == 1 and scored.exact and scored.functional and scored.valid
+    summary = metrics.summarise([scored])
+    assert summary["token_accuracy"] == summary["token_accuracy_non_na"] == 1
+    assert all(share == 1 for share in summary["buckets"].values())
+
+
+def test_equivalent_but_different_program_is_functional_not_exact():
+    # Selecting the positions with the same token (instead of the same index) averages equal values
+    # of v1 = f(token): the same function, other weights.
+    other = Program((TRUE.lines[0], ("Select", "EQ", "tokens", "tokens", "v2"), TRUE.lines[2]))
+    scored = metrics.score("k", TRUE, _ids(other), INPUTS)
+    assert not scored.exact and scored.functional and scored.valid
+    assert scored.hits.count(False) == 2 and scored.accuracy == pytest.approx(14 / 16)
+    wrong = Program((("Map", "lt_2", "tokens", "NA", "v1"), *TRUE.lines[1:]))
+    assert not metrics.score("k", TRUE, _ids(wrong), INPUTS).functional
+    # x < 3 and x <= 2 are one table on integer tokens: one program, an exact match
+    same = Program((("Map", "le_2", "tokens", "NA", "v1"), *TRUE.lines[1:]))
+    assert metrics.score("k", TRUE, _ids(same), INPUTS).exact
+
+
+def test_buckets_token_accuracies_and_truncated_predictions():
+    target = _ids(TRUE)  # 3 lines x 5 (op, arg1, arg2, alias or NA, variable) + EOS = 16 tokens; Map and Aggregate have one NA each
+    assert len(target) == 16 and target.count(metrics.NA_ID) == 2
+    half = target[:8]  # stops early: the rest count as wrong
+    scored = [
+        metrics.score("a", TRUE, target, INPUTS),  # 100 %
+        metrics.score("b", TRUE, half, INPUTS),  # 50 %
+        metrics.score("c", TRUE, [vocab.PAD_ID] * 16, INPUTS),  # 0 %
+    ]
+    assert [s.accuracy for s in scored] == [1, 0.5, 0]
+    summary = metrics.summarise(scored)
+    assert summary["buckets"][">=100%"] == pytest.approx(1 / 3)
+    assert summary["buckets"][">=50%"] == pytest.approx(2 / 3)
+    assert summary["buckets"][">=60%"] == pytest.approx(1 / 3)
+    assert summary["token_accuracy"] == pytest.approx((16 + 8) / 48)
+    non_na_hits_b = sum(h for h, keep in zip(scored[1].hits, scored[1].non_na) if keep)
+    assert summary["token_accuracy_non_na"] == pytest.approx((14 + non_na_hits_b) / 42)
+    assert summary["exact"] == pytest.approx(1 / 3) and summary["valid"] == pytest.approx(1 / 3)
+    assert summary["op_confusion"]["Map"] == {"Map": 2, "<pad>": 1}
+    assert summary["op_confusion"]["Aggregate"] == {"Aggregate": 1, "missing": 2}
+    assert summary["by_field"]["fn"] == pytest.approx(4 / 9) and summary["by_field"]["eos"] == pytest.approx(1 / 3)
+    assert summary["by_field"]["op"] == pytest.approx(5 / 9)

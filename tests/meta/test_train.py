@@ -1,0 +1,106 @@
+"""Training: a tiny model that learns, runs that resume exactly, skip corrupt shards, and keep data-parallel ranks in sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from conftest import cli_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from inverse_tracr.compile.model import Layout
+from inverse_tracr.meta.config import MetaConfig, TrainConfig
+from inverse_tracr.meta.data import collate, example
+from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train
+from inverse_tracr.programs import ProgramError
+from inverse_tracr.zoo import read_samples
+from inverse_tracr.zoo.store import Store
+
+
+def test_tiny_model_overfits_32_programs(zoo32, overfit):
+    model, logs = overfit
+    samples = list(read_samples(str(zoo32 / "z/standard/shard-{000000..000001}.tar")))
+    assert len(samples) == 32
+    batch = collate([example(s, 128, model.config.weight_tokens) for s in samples])
+    with torch.no_grad():
+        logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+    _, accuracy = loss_and_accuracy(logits, batch["targets"])
+    assert accuracy >= 0.95
+    exact = 0
+    for s in samples[:10]:
+        try:
+            # the zoo's vocab and length, from the run; the output's labels from the sample's layout
+            exact += model.decompile(s.params, output_values=Layout.from_json(s.meta["model"]).output_values) == s.program
+        except ProgramError:
+            pass  # a wrong prediction, like any other
+    assert exact >= 8
+    # TensorBoard has the figures of every 10th step, the last one as the run's history recorded it
+    events = EventAccumulator(str(next(logs.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    logged = events.Scalars("token_accuracy")
+    assert [e.step for e in logged] == list(range(10, 301, 10)) and set(events.Tags()["scalars"]) >= {"loss", "lr"}
+    assert logged[-1].value == pytest.approx(read_history(Store(str(zoo32)), "z", "overfit")[-1]["token_accuracy"])
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, precision):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, checkpoint_every=4, shuffle_buffer=8,
+                       mixed_precision=precision, model=MetaConfig(preset="tiny", max_chunks=128, dropout=0.1, input_noise=0.05, input_dropout=0.1))
+    whole, pieces = f"whole-{precision}", f"pieces-{precision}"
+    train(dataclasses.replace(base, run=whole), logdir=str(tmp_path / "a"), progress=False)
+    stopped = train(dataclasses.replace(base, run=pieces), stop_after=4, logdir=str(tmp_path / "b"), progress=False)
+    assert stopped["step"] == 4
+    train(dataclasses.replace(base, run=pieces), logdir=str(tmp_path / "b"), progress=False)
+    expected, resumed = (load_model(str(small_zoo), "small", run).state_dict() for run in (whole, pieces))
+    for name, a in expected.items():
+        assert torch.equal(a, resumed[name]), name
+    with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\)"):
+        train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
+    with pytest.raises(TrainError, match=r"\(model\.weight_tokens='neurons' \(asked 'chunks'\)\)"):  # nested settings by name
+        train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)
+
+
+def test_bf16_changes_the_arithmetic_not_the_stored_float32_weights(small_zoo, tmp_path):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, shuffle_buffer=0,
+                       model=MetaConfig(preset="tiny", max_chunks=128))
+    figures, stored = {}, {}
+    for p in ("no", "bf16"):
+        figures[p] = train(dataclasses.replace(base, run=f"precision-{p}", mixed_precision=p), logdir=str(tmp_path / p), progress=False)
+        stored[p] = safetensors.torch.load_file(small_zoo / f"small/meta/precision-{p}/checkpoints/step-00000008/model.safetensors")
+    assert figures["bf16"]["loss"] == pytest.approx(figures["no"]["loss"], rel=0.05)
+    assert stored["no"].keys() == stored["bf16"].keys()
+    assert {t.dtype for s in stored.values() for t in s.values()} == {torch.float32}  # master weights stay float32
+    assert any(not torch.equal(stored["no"][k], stored["bf16"][k]) for k in stored["no"])  # autocast was in effect
+
+
+def test_a_corrupt_shard_in_the_training_set_is_skipped_with_a_warning(small_zoo, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(small_zoo / "small", store / "small")
+    (store / "small/standard/shard-000000.tar").write_bytes(b"garbage" * 100)  # marker still says finished
+    config = TrainConfig(store=str(store), zoo="small", split=None, steps=3, batch_size=4, warmup=1, shuffle_buffer=0,
+                         model=MetaConfig(preset="tiny", max_chunks=128))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = train(config, logdir=str(tmp_path / "logs"), progress=False)
+    assert figures["step"] == 3 and np.isfinite(figures["loss"])
+    assert any("shard-000000.tar" in str(w.message) for w in caught)
+
+
+def test_two_cpu_processes_train_in_lockstep(small_zoo, tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "inverse_tracr.cli",
+        "train", "--store", str(small_zoo), "--zoo", "small", "--run", "ddp", "--steps", "4", "--batch-size", "3",
+        "--warmup", "1", "--checkpoint-every", "4", "--logdir", str(tmp_path), "--quiet",
+    ]
+    result = subprocess.run(command, env=cli_env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 ranks, parameters identical across ranks" in result.stdout
