@@ -3,7 +3,7 @@
 import importlib
 
 #: The package's public names and their modules. They load on first use: the CLI imports this
-#: package's settings (`zoo.manifest`) for its defaults, and the shard readers bring in WebDataset
+#: package's settings (`zoo.config`) for its defaults, and the shard readers bring in WebDataset
 #: and torch, which would make every `--help` wait seconds.
 _EXPORTS = {"Reader": "shards", "read_samples": "shards", "Sample": "sample", "SampleError": "sample", "split_of": "splits"}
 __all__ = sorted(_EXPORTS)
