@@ -33,15 +33,19 @@ from inverse_tracr.evaluate.config import EvalConfig
 from inverse_tracr.evaluate.run import evaluate
 from inverse_tracr.meta import weights
 from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
-from inverse_tracr.meta.data import collate, stream
+from inverse_tracr.meta.data import by_size, stream
 from inverse_tracr.meta.train import train
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
 
-def loader_rate(urls, batch_size: int, workers: int, model: MetaConfig, batches: int = 60) -> float:
+#: The checked search of the figures: issue 13's budget of 2 s per program on 2 cores.
+SEARCH = SearchConfig(beam=8, repair_rounds=8, repair_positions=6, budget_seconds=2.0)
+
+
+def loader_rate(urls, batch_size: int, size_pool: int, workers: int, model: MetaConfig, batches: int = 60) -> float:
     dataset = stream(urls, "train", model.max_chunks, shuffle_buffer=1000, seed=0, weight_tokens=model.weight_tokens)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+    loader = DataLoader(dataset.compose(by_size(batch_size, size_pool)), batch_size=None, num_workers=workers)
     it = iter(loader)
     next(it)  # start-up (worker processes, first shard)
     started = time.monotonic()
@@ -58,6 +62,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--size-pool", type=int, default=TrainConfig.size_pool, help="batches sorted by length (1: random batches)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     parser.add_argument("--loader-workers", type=int, default=1)
     parser.add_argument("--eval-programs", type=int, default=300)
@@ -75,11 +80,11 @@ def main() -> None:
     urls = shard_urls(store, args.zoo)
     model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens)
     print(f"zoo {args.zoo}: {len(urls)} shards")
-    rate = loader_rate(urls, args.batch_size, args.loader_workers, model)
+    rate = loader_rate(urls, args.batch_size, args.size_pool, args.loader_workers, model)
     print(f"loader alone: {rate:.0f} samples/s ({args.loader_workers} worker(s))")
 
     config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, model=model, steps=args.steps, batch_size=args.batch_size,
-                         lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
+                         size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
     started = time.monotonic()
     figures = train(config, logdir=f"/tmp/runs/{args.run}")
@@ -88,13 +93,14 @@ def main() -> None:
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
     bench = {"recipe": {"preset": args.preset, "attention": args.attention, "weight_tokens": args.weight_tokens, "steps": args.steps,
-                        "batch_size": args.batch_size}, "train_seconds": round(time.monotonic() - started),
+                        "batch_size": args.batch_size, "size_pool": args.size_pool},
+             "search": {k: getattr(SEARCH, k) for k in ("beam", "repair_rounds", "repair_positions", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
     for data, split in ((None, "val"), (args.held_out, "all")):
         if split == "all" and not data:
             continue
         result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, split=split, limit=args.eval_programs, data=data,
-                                     reader=False, search=SearchConfig(beam=4, repair_rounds=1, budget_seconds=2.0)))
+                                     reader=False, search=SEARCH))
         print(f"\n{'held-out zoo ' + data if data else 'validation split'} ({result['programs']} programs):")
         print(report.text_table(report.bucket_table(result)))
         for decoding, summary in result["decodings"].items():

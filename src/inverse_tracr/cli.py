@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "chunks (512 floats of the flattened tensors, as the thesis) (default: %(default)s)")
     tr.add_argument("--steps", type=_positive, default=_default(TrainConfig, "steps"), help="optimizer steps (default: %(default)s)")
     tr.add_argument("--batch-size", type=_positive, default=_default(TrainConfig, "batch_size"), help="programs per step and process (default: %(default)s)")
+    tr.add_argument("--size-pool", type=_positive, default=_default(TrainConfig, "size_pool"),
+                    help="batches' worth of examples sorted by length before batching, so that a batch is little padding; "
+                         "1: random batches (default: %(default)s)")
     tr.add_argument("--grad-accum", type=_positive, default=_default(TrainConfig, "grad_accum"), help="batches per optimizer step (default: %(default)s)")
     tr.add_argument("--lr", type=float, help="peak learning rate (default: the preset's: "
                     + ", ".join(f"{name} {preset.lr:g}" for name, preset in PRESETS.items()) + ")")

@@ -14,13 +14,15 @@ from inverse_tracr.zoo import read_samples
 def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path):
     from inverse_tracr.evaluate.config import EvalConfig
     from inverse_tracr.evaluate.run import evaluate
-    from inverse_tracr.meta.config import MetaConfig, TrainConfig
+    from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
     from inverse_tracr.meta.train import train
 
     train(TrainConfig(store=str(small_zoo), zoo="small", run="ev", split=None, steps=20, batch_size=6, lr=3e-3, warmup=2,
                       log_every=5, checkpoint_every=20, shuffle_buffer=0, model=MetaConfig(preset="tiny", max_chunks=128)),
           logdir=str(tmp_path), progress=False)
-    result = evaluate(EvalConfig(store=str(small_zoo), zoo="small", run="ev", split="all", inputs=16), progress=False)
+    # a 20-step model verifies nothing, so every program would search to the budget: a short search
+    search = SearchConfig(beam=4, repair_rounds=1, budget_seconds=1.0)
+    result = evaluate(EvalConfig(store=str(small_zoo), zoo="small", run="ev", split="all", inputs=16, search=search), progress=False)
     folder = small_zoo / "small/meta/ev/eval/standard-all"
     saved = json.loads((folder / "report.json").read_text())
     assert saved["programs"] == 12 and set(saved["decodings"]) == {"teacher_forced", "autoregressive"}

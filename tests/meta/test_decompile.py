@@ -15,7 +15,7 @@ from tracr.rasp import rasp
 
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD
-from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta import search, vocab, weights
 from inverse_tracr.meta.config import MetaConfig, SearchConfig
 from inverse_tracr.meta.decompile import decompile, model_from_sample, model_from_tracr
 from inverse_tracr.meta.model import MetaModel
@@ -107,3 +107,20 @@ def test_the_cli_decompiles_a_sample_and_an_npz(small_zoo, tmp_path):
     assert "decompiled (reader, VERIFIED)" in text.stdout and "recompiled to the same weights: True" in text.stdout
     refused = run(str(tmp_path / "model.npz"), "--method", "reader")
     assert refused.returncode == 1 and "--layout" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_repair_rounds_climb_from_the_best_candidates_not_forked_before(zoo32, overfit, monkeypatch):
+    model, _ = overfit
+    sample = next(iter(read_samples(str(zoo32 / "z/standard/shard-000000.tar"))))
+    compiled, _ = model_from_sample(sample)
+    forked, repair = [], search.repair
+
+    def recorded(meta_model, params, candidate, *args):
+        forked.append(candidate.program.id)
+        return repair(meta_model, params, candidate, *args)
+
+    monkeypatch.setattr(search, "repair", recorded)
+    # an agreement above 1 is never reached, so every round runs
+    result = decompile(compiled, model, "meta", 1.5, SearchConfig(beam=2, repair_rounds=3, budget_seconds=60))
+    assert len(forked) > 2 and len(set(forked)) == len(forked)  # on after the first round (two a round at most), none twice
+    assert result.evidence.candidates > 6 and not result.evidence.verified

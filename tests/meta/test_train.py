@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import warnings
@@ -64,6 +65,12 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
     with pytest.raises(TrainError, match=r"\(model\.weight_tokens='neurons' \(asked 'chunks'\)\)"):  # nested settings by name
         train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)
+    # a run recorded before batches were sorted by size trained on random batches, and resumes only so
+    recorded = small_zoo / "small/meta" / pieces / "config.json"
+    recorded.write_text(json.dumps({k: v for k, v in json.loads(recorded.read_text()).items() if k != "size_pool"}))
+    with pytest.raises(TrainError, match=r"\(size_pool=1 \(asked 16\)\)"):
+        train(dataclasses.replace(base, run=pieces), progress=False)
+    assert train(dataclasses.replace(base, run=pieces, size_pool=1), progress=False)["step"] == 8
 
 
 def test_bf16_changes_the_arithmetic_not_the_stored_float32_weights(small_zoo, tmp_path):

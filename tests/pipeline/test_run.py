@@ -15,7 +15,7 @@ CONFIG = {
     "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5, "kinds": ["standard", "compressed"]},
     "distill": {"shards": 1},
     "training": {"run": "t", "steps": 40, "batchSize": 6, "checkpointEvery": 20, "lr": 0.003},
-    "evaluation": {"split": "all", "limit": 12},
+    "evaluation": {"split": "all", "limit": 12, "repairRounds": 1, "budgetSeconds": 1},  # a 40-step model verifies nothing: a short search
 }
 
 

@@ -25,5 +25,5 @@ class EvalConfig:
     #: pattern or a zoo folder `<store>/<zoo>` (its `kind` shards); None: the run's zoo.
     data: str | None = None
     #: The meta-model's checked search (`meta.decompile`); beam 0 leaves it out.
-    search: SearchConfig = SearchConfig(beam=4, repair_rounds=1, budget_seconds=5.0)
+    search: SearchConfig = SearchConfig(budget_seconds=2.0)  # issue 13's budget per program
     reader: bool = True  # also report the exact reader (kept apart from the meta-model's figures)

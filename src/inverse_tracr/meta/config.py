@@ -53,12 +53,15 @@ class TrainConfig:
     grad_accum: int = 1
     seed: int = 0
     shuffle_buffer: int = 1000
+    size_pool: int = 16  # batches' worth of examples sorted by length, for less padding (`data.by_size`); 1: random batches
     loader_workers: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
     mixed_precision: str = "no"  # "bf16" on GPUs
 
     def __post_init__(self):
+        if self.size_pool < 1:
+            raise ValueError(f"size_pool must be at least 1, got {self.size_pool}")
         if self.lr is None:
             object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
 
@@ -67,8 +70,9 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        # Runs recorded before weight tokens had a choice read chunks.
-        return cls(**{**data, "kinds": tuple(data["kinds"]), "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
+        # Runs recorded before a setting existed used what is now its other choice: weight chunks, random batches.
+        return cls(**{"size_pool": 1, **data, "kinds": tuple(data["kinds"]),
+                      "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +80,8 @@ class SearchConfig:
     beam: int = 8
     samples: int = 0
     temperature: float = 1.0
-    repair_rounds: int = 1
-    repair_positions: int = 4
+    # Rounds climb (`decompile`): measured on 300 held-out programs (20,000-program, 12,000-step
+    # tiny run; 2 s each), beam 4 and 1 round verified 48 %, 8 rounds 55 %, beam 8, 8 rounds, 6 positions 57 %.
+    repair_rounds: int = 8
+    repair_positions: int = 6
     budget_seconds: float = 10.0

@@ -8,6 +8,9 @@ with a warning (`warn_and_continue`) instead of stopping training.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import random
 import sys
 
 import numpy as np
@@ -31,10 +34,16 @@ class Example:
 def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str) -> Example | None:
     """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
     try:
-        ids = vocab.encode(sample.program)
+        ids = _encode(sample.program)
     except vocab.Untokenizable:
         return None
-    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], ids)
+    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], list(ids))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _encode(program) -> tuple[int, ...]:
+    """`vocab.encode`, remembered per program (equal ids, equal programs) for the epochs to come."""
+    return tuple(vocab.encode(program))
 
 
 def pad_features(features: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +73,28 @@ def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
         batch["targets"][i, : len(ids) - 1] = ids[1:]
         batch["program_mask"][i, : len(ids) - 1] = 1
     return batch
+
+
+def by_size(batch_size: int, pool: int, seed: int = 0):
+    """A pipeline stage: examples in, collated batches out, each of examples of similar size.
+
+    A batch costs its longest example times its size (everything is padded to the longest), and
+    a zoo's models and programs vary ~5x in length: random batches of 32 are half padding
+    (measured on 4–8-op programs: 49 % of weight tokens, 43 % of program tokens are real). So
+    `pool` batches' worth of (already shuffled) examples are sorted by length, cut into batches,
+    and the batches handed out in a seeded random order: with `pool` 16, 73 % of the positions a
+    step computes are real, and a step of `tiny` takes 0.06 s instead of 0.10 s. `pool` 1 keeps
+    random batches. The stage is deterministic, so a resumed run skips the batches it had consumed."""
+
+    def stage(examples):
+        order = random.Random(seed)
+        while group := list(itertools.islice(examples, batch_size * pool)):
+            group.sort(key=lambda e: len(e.features) + len(e.ids))
+            batches = [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+            order.shuffle(batches)
+            yield from map(collate, batches)
+
+    return stage
 
 
 def quiet_handover(worker_id: int) -> None:

@@ -164,12 +164,16 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
         check(search.beam_search(meta_model, model.params, vocab_, max_seq_len, config.beam))
     if not done() and config.samples and time.perf_counter() < deadline:
         check(search.sample(meta_model, model.params, vocab_, max_seq_len, config.samples, config.temperature))
+    # Repair climbs: each round forks the two best candidates not forked yet, so a program with two
+    # wrong tokens is mended one token a round, guided by how much closer each fork behaves.
+    repaired: set[str] = set()
     for _ in range(config.repair_rounds):
         if done() or time.perf_counter() >= deadline:
             break
-        ranked = sorted(checked.values(), key=lambda c: (-c.agreement.agreement, -c.candidate.logprob))[:2]
-        for c in ranked:
-            if time.perf_counter() < deadline and c.candidate.steps:
+        fresh = [c for c in checked.values() if c.candidate.program.id not in repaired and c.candidate.steps]
+        for c in sorted(fresh, key=lambda c: (-c.agreement.agreement, -c.candidate.logprob))[:2]:
+            if time.perf_counter() < deadline:
+                repaired.add(c.candidate.program.id)
                 check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions))
     seconds = time.perf_counter() - started
     if not checked:

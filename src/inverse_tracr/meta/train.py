@@ -25,7 +25,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta import checkpoint, vocab
-from inverse_tracr.meta.data import collate, quiet_handover, stream
+from inverse_tracr.meta.data import by_size, quiet_handover, stream
 from inverse_tracr.meta.config import TrainConfig
 from inverse_tracr.meta.model import MetaModel
 from inverse_tracr.progress import progress_bar
@@ -76,8 +76,8 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
     dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed, weight_tokens=config.model.weight_tokens)
-    loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate, num_workers=config.loader_workers,
-                        worker_init_fn=quiet_handover)
+    dataset = dataset.compose(by_size(config.batch_size, config.size_pool, config.seed))
+    loader = DataLoader(dataset, batch_size=None, num_workers=config.loader_workers, worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
     step, history = 0, []
     newest = checkpoint.newest(store, run)
@@ -143,8 +143,11 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
 def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> None:
     """Write the run's config, or refuse to resume a run with another one."""
     if store.exists(*run, "config.json"):
-        recorded = json.loads(store.read_bytes(*run, "config.json"))
-        wanted = json.loads(json.dumps(config.to_json()))  # tuples become lists, as in the file
+        try:  # read as the code reads it, so that a run recorded before a setting existed compares by what it used
+            recorded = TrainConfig.from_json(json.loads(store.read_bytes(*run, "config.json"))).to_json()
+        except (ValueError, TypeError, KeyError) as error:
+            raise TrainError(f"run {'/'.join(run)} has an unreadable config.json ({error}); use another --run name") from None
+        recorded, wanted = (json.loads(json.dumps(c)) for c in (recorded, config.to_json()))  # tuples become lists
         if recorded != wanted:
             raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(differences(recorded, wanted))}); "
                              "use another --run name")

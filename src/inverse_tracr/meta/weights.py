@@ -155,23 +155,25 @@ def normalise(values):
 
 
 def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
-    rows: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
 
     def add(reads, writes, bias_read, bias_write, kind: str, layer: int) -> None:
-        row = np.zeros(width("neurons"), np.float32)
-        for offset, vector in ((0, reads), (RESIDUAL, writes)):
-            if vector is not None:
-                vector = np.asarray(vector, np.float32).reshape(-1)[:RESIDUAL]
-                row[offset : offset + len(vector)] = vector
-        row[2 * RESIDUAL : 2 * RESIDUAL + 2] = bias_read, bias_write
-        if row.any():
-            row[floats("neurons") + PARAM_TYPES.index(kind)] = 1
-            row[floats("neurons") + len(PARAM_TYPES) + min(layer, MAX_LAYERS - 1)] = 1
-            rows.append(row)
+        """Tokens of units i: reads[i] and writes[i] ([n, d] or None), their biases (scalars or [n])."""
+        n = len(reads if reads is not None else writes)
+        block = np.zeros((n, width("neurons")), np.float32)
+        for offset, vectors in ((0, reads), (RESIDUAL, writes)):
+            if vectors is not None:
+                vectors = np.asarray(vectors, np.float32).reshape(n, -1)[:, :RESIDUAL]
+                block[:, offset : offset + vectors.shape[1]] = vectors
+        block[:, 2 * RESIDUAL], block[:, 2 * RESIDUAL + 1] = bias_read, bias_write
+        block = block[block.any(axis=1)]
+        block[:, floats("neurons") + PARAM_TYPES.index(kind)] = 1
+        block[:, floats("neurons") + len(PARAM_TYPES) + min(layer, MAX_LAYERS - 1)] = 1
+        blocks.append(block)
 
     for name in (TOKEN_EMBED, POS_EMBED):
-        for row in params.get(name, ()):
-            add(None, row, 0, 0, name.split("/")[0], 0)
+        if name in params:
+            add(None, params[name], 0, 0, name.split("/")[0], 0)
     layers = sorted({int(m[1]) for m in map(LAYER_PARAM.match, params) if m})
     for layer in layers:
         def get(path: str, size: int | None = None):
@@ -181,18 +183,14 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
         if (wq := get("attn/query/w")) is not None:
             wk, wv, wo = get("attn/key/w"), get("attn/value/w"), get("attn/linear/w")
             bq, bk, bv = get("attn/query/b", wq.shape[1]), get("attn/key/b", wk.shape[1]), get("attn/value/b", wv.shape[1])
-            for c in range(wq.shape[1]):
-                add(wq[:, c], wk[:, c], bq[c], bk[c], "query_w", layer)
-            for c in range(wv.shape[1]):
-                add(wv[:, c], wo[c], bv[c], 0, "value_w", layer)
-            add(None, get("attn/linear/b"), 0, 0, "attn_out_b", layer)
+            add(wq.T, wk.T, bq, bk, "query_w", layer)
+            add(wv.T, wo, bv, 0, "value_w", layer)
+            add(None, get("attn/linear/b", wo.shape[1])[None], 0, 0, "attn_out_b", layer)
         if (w1 := get("mlp/linear_1/w")) is not None:
             w2, b1 = get("mlp/linear_2/w"), get("mlp/linear_1/b", w1.shape[1])
-            for j in range(w1.shape[1]):
-                add(w1[:, j], w2[j], b1[j], 0, "mlp_in_w", layer)
-            add(None, get("mlp/linear_2/b"), 0, 0, "mlp_out_b", layer)
+            add(w1.T, w2, b1, 0, "mlp_in_w", layer)
+            add(None, get("mlp/linear_2/b", w2.shape[1])[None], 0, 0, "mlp_out_b", layer)
     for name in sorted(n for n in params if describe(n)[1] == "other"):
         flat = np.asarray(params[name], np.float32).reshape(-1)
-        for start in range(0, flat.size, RESIDUAL):
-            add(flat[start : start + RESIDUAL], None, 0, 0, "other", 0)
-    return np.stack(rows) if rows else np.zeros((0, width("neurons")), np.float32)
+        add(np.pad(flat, (0, -flat.size % RESIDUAL)).reshape(-1, RESIDUAL), None, 0, 0, "other", 0)
+    return np.concatenate(blocks) if blocks else np.zeros((0, width("neurons")), np.float32)

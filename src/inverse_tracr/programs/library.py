@@ -10,6 +10,7 @@ so the alias, like the table, is a function of the weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import operator
 from typing import Any, Callable, Mapping, Sequence
@@ -123,15 +124,44 @@ def alias(op: str, table: ops.Table, operands: Sequence[VarType], relabelled: bo
 
     `relabelled`: the line's output values are ranks (an intermediate categorical variable), so a
     library function matches when its outputs, ranked the same way, do."""
-    wanted = signature(op, table, relabelled)
+    return _names_by_signature(op, _ValueSets(tuple(o.values for o in operands)), relabelled).get(signature(op, table, relabelled))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _ValueSets:
+    """Operands' value sets as a cache key, compared type-exactly (`1`, `1.0` and `True` are equal
+    in Python but are different values, on which a library function may differ)."""
+
+    sets: tuple[tuple, ...]
+
+    @functools.cached_property
+    def _exact(self) -> tuple:
+        return tuple(tuple(map(_exact, s)) for s in self.sets)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ValueSets) and self._exact == other._exact
+
+    def __hash__(self) -> int:
+        return hash(self._exact)
+
+
+def _exact(value: Value) -> tuple:
+    return (type(value), tuple(map(_exact, value)) if isinstance(value, tuple) else value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_by_signature(op: str, operands: _ValueSets, relabelled: bool) -> dict[tuple, str]:
+    """Each library table's signature on these operand values -> its first name in library order.
+
+    Cached: a zoo's programs see few distinct value sets, and decoding every training sample
+    otherwise tabulates the whole library for each of its functions."""
+    found: dict[tuple, str] = {}
     for name in names(op):
         try:
-            candidate = named_table(op, name, operands)
-            if signature(op, candidate, relabelled) == wanted:
-                return name
+            found.setdefault(signature(op, named_table(op, name, [VarType(values=s) for s in operands.sets]), relabelled), name)
         except Exception:  # noqa: BLE001 - a library function may not apply to these values at all
             continue
-    return None
+    return found
 
 
 def signature(op: str, table: ops.Table, relabelled: bool) -> tuple:
