@@ -36,9 +36,10 @@ SETTINGS = {  # name -> search settings, cheapest first
     "beam 2": SearchConfig(beam=2, repair_rounds=0),
     "beam 4": SearchConfig(beam=4, repair_rounds=0),
     "beam 8": SearchConfig(beam=8, repair_rounds=0),
-    "beam 4 + repair": SearchConfig(beam=4, repair_rounds=1, repair_positions=4),
-    "beam 8 + 2 repairs": SearchConfig(beam=8, repair_rounds=2, repair_positions=4),
-    "beam 8 + 8 climbing repairs (default)": SearchConfig(beam=8, repair_rounds=8, repair_positions=6),
+    "beam 4 + repair": SearchConfig(beam=4, repair_rounds=1, repair_positions=4, fit=False),
+    "beam 8 + 2 repairs": SearchConfig(beam=8, repair_rounds=2, repair_positions=4, fit=False),
+    "beam 8 + 8 climbing repairs": SearchConfig(beam=8, repair_rounds=8, repair_positions=6, fit=False),
+    "beam 8 + 8 rounds of fitting and repair (default)": SearchConfig(beam=8, repair_rounds=8, repair_positions=6),
 }
 
 

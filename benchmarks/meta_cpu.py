@@ -94,7 +94,7 @@ def main() -> None:
 
     bench = {"recipe": {"preset": args.preset, "attention": args.attention, "weight_tokens": args.weight_tokens, "steps": args.steps,
                         "batch_size": args.batch_size, "size_pool": args.size_pool},
-             "search": {k: getattr(SEARCH, k) for k in ("beam", "repair_rounds", "repair_positions", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
+             "search": {k: getattr(SEARCH, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
     for data, split in ((None, "val"), (args.held_out, "all")):
         if split == "all" and not data:

@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beam", type=int, default=_default(EvalConfig, "search").beam, help="beam width of the checked search (0: no search) (default: %(default)s)")
     ev.add_argument("--repair-rounds", type=int, default=_default(EvalConfig, "search").repair_rounds, help="repair rounds of the search (default: %(default)s)")
     ev.add_argument("--budget-seconds", type=float, default=_default(EvalConfig, "search").budget_seconds, help="search time per program (default: %(default)s)")
+    ev.add_argument("--no-fit", action="store_true", help="search without fitting candidates' tables to the model")
     ev.add_argument("--no-reader", action="store_true", help="skip the exact reader's figures")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_evaluate)
@@ -374,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--temperature", type=float, default=_default(SearchConfig, "temperature"), help="sampling temperature (default: %(default)s)")
     dec.add_argument("--repair-rounds", type=int, default=_default(SearchConfig, "repair_rounds"), help="rounds of repair around the best candidates (default: %(default)s)")
     dec.add_argument("--budget-seconds", type=float, default=_default(SearchConfig, "budget_seconds"), help="stop searching after this long (default: %(default)s)")
+    dec.add_argument("--no-fit", action="store_true", help="do not fit candidates' tables to the model's behaviour")
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     dec.set_defaults(handler=_decompile)
     for command in stages.choices.values():
@@ -441,7 +443,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
     search = dataclasses.replace(_default(EvalConfig, "search"), beam=args.beam, repair_rounds=args.repair_rounds,
-                                 budget_seconds=args.budget_seconds)
+                                 budget_seconds=args.budget_seconds, fit=not args.no_fit)
     config = _config(EvalConfig, args, decodings=decodings, lib=not args.no_lib, search=search, reader=not args.no_reader)
     _print_result(evaluate(config, progress=not args.quiet))
     return 0
@@ -528,7 +530,7 @@ def _decompile(args: argparse.Namespace) -> int:
         except (TrainError, FileNotFoundError) as error:
             if args.method == "meta":
                 raise UserError(str(error)) from None
-    result = decompile(model, meta_model, args.method, threshold, _config(SearchConfig, args))
+    result = decompile(model, meta_model, args.method, threshold, _config(SearchConfig, args, fit=not args.no_fit))
     if args.json:
         print(json.dumps({**result.to_json(), "true": None if true is None else true.to_json()}, indent=1))
         return 0
@@ -546,7 +548,8 @@ def _decompile(args: argparse.Namespace) -> int:
         print(f"{'*' if differs and i < len(result.program.lines) else ' '} {text}")
     print(f"agreement with the model: {e.agreement:.2%} of the {e.defined:.0%} of outputs it defines, on "
           f"{e.inputs} {'(all)' if e.exhaustive else 'random'} inputs (verified needs {e.threshold:.2%}); "
-          f"recompiled to the same weights: {e.identical_weights}; {e.candidates} candidate(s) in {e.seconds:.2f} s")
+          f"recompiled to the same weights: {e.identical_weights}; {e.candidates} candidate(s) in {e.seconds:.2f} s"
+          f"{f', found by {e.found_by}' if e.found_by else ''}")
     if e.reader_refusal:
         print(f"reader: {e.reader_refusal}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from distill_tools import rotated_student
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD
 from inverse_tracr.meta import search, vocab, weights
@@ -70,7 +72,7 @@ def test_the_search_finds_a_program_greedy_decoding_misses(zoo32, overfit):
     try:
         model.head.bias.data[wrong] += float(logits[right] - logits[wrong]) + 0.5  # now the favourite, the right one second
         greedy_only = decompile(compiled, model, "meta", threshold, SearchConfig(beam=1, repair_rounds=0))
-        searched = decompile(compiled, model, "meta", threshold, SearchConfig(beam=4, repair_rounds=1))
+        searched = decompile(compiled, model, "meta", threshold, SearchConfig(beam=4, repair_rounds=1, fit=False))
     finally:
         model.head.bias.data = original
     assert greedy_only.program != sample.program and not greedy_only.evidence.verified
@@ -109,7 +111,7 @@ def test_the_cli_decompiles_a_sample_and_an_npz(small_zoo, tmp_path):
     assert refused.returncode == 1 and "--layout" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_repair_rounds_climb_from_the_best_candidates_not_forked_before(zoo32, overfit, monkeypatch):
+def test_repair_rounds_climb_from_the_best_candidates_not_forked_before_and_stop_when_none_is_closer(zoo32, overfit, monkeypatch):
     model, _ = overfit
     sample = next(iter(read_samples(str(zoo32 / "z/standard/shard-000000.tar"))))
     compiled, _ = model_from_sample(sample)
@@ -119,8 +121,21 @@ def test_repair_rounds_climb_from_the_best_candidates_not_forked_before(zoo32, o
         forked.append(candidate.program.id)
         return repair(meta_model, params, candidate, *args)
 
+    class Rising(Behaviour):
+        """Every new candidate agrees a little better than the last: the search never stops climbing."""
+
+        checked = 0
+
+        def agreement(self, program, groups=None):
+            self.checked += 1
+            return dataclasses.replace(super().agreement(program, groups), agreement=self.checked / 10_000)
+
     monkeypatch.setattr(search, "repair", recorded)
-    # an agreement above 1 is never reached, so every round runs
-    result = decompile(compiled, model, "meta", 1.5, SearchConfig(beam=2, repair_rounds=3, budget_seconds=60))
+    config = SearchConfig(beam=2, repair_rounds=3, budget_seconds=60, fit=False)
+    # an agreement above 1 is never reached, so only the climb decides how many rounds run
+    result = decompile(compiled, model, "meta", 1.5, config, Rising.of(compiled))
     assert len(forked) > 2 and len(set(forked)) == len(forked)  # on after the first round (two a round at most), none twice
     assert result.evidence.candidates > 6 and not result.evidence.verified
+    forked.clear()
+    flat = decompile(compiled, model, "meta", 1.5, config)  # the real agreement: nothing gets closer than 1.0
+    assert flat.evidence.agreement == 1.0 and 1 <= len(forked) <= 2  # one round, then it stops

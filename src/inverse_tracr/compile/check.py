@@ -90,6 +90,33 @@ class Behaviour:
         max_seq_len = model.params[POS_EMBED].shape[0] - 1
         return cls(model, *inputs_for(vocab, max_seq_len, n, seed))
 
+    def sample(self, n: int, seed: int = 0) -> "Behaviour":
+        """The same outputs on `n` of these inputs (all of them if there are no more), drawn at
+        random: a quick, rough comparison, for choosing among many candidates before checking the
+        chosen one on every input."""
+        if len(self.inputs) <= n:
+            return self
+        keep = set(random.Random(seed).sample(range(len(self.inputs)), n))
+        quick = object.__new__(Behaviour)
+        quick.model, quick.exhaustive, quick.numerical = self.model, False, self.numerical
+        quick.inputs, quick._rows, quick._outputs, quick._written = [], {}, {}, {}
+        for length, rows in self._rows.items():
+            kept = [r for r, i in enumerate(rows) if i in keep]
+            if kept:
+                quick._rows[length] = list(range(len(quick.inputs), len(quick.inputs) + len(kept)))
+                quick.inputs += [self.inputs[rows[r]] for r in kept]
+                quick._outputs[length], quick._written[length] = self._outputs[length][kept], self._written[length][kept]
+        return quick
+
+    def rows_by_length(self) -> list[tuple[int, list[int]]]:
+        """(length, the positions of the inputs of that length), in the order `agreement` reads groups."""
+        return list(self._rows.items())
+
+    def outputs(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's decoded outputs [B, T] on the inputs of `length` (positions in the layout's
+        output values, or numbers), and where it writes a value [B, T]."""
+        return self._outputs[length], self._written[length]
+
     def agreement(self, program: Program, groups: list[Group] | None = None) -> Agreement:
         """The candidate's agreement with the model (0 if it cannot even run on these inputs);
         `groups`: the program's outputs on these inputs, if already evaluated (`verify.screen`)."""

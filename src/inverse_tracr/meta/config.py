@@ -84,4 +84,5 @@ class SearchConfig:
     # tiny run; 2 s each), beam 4 and 1 round verified 48 %, 8 rounds 55 %, beam 8, 8 rounds, 6 positions 57 %.
     repair_rounds: int = 8
     repair_positions: int = 6
+    fit: bool = True  # each round also fits the best candidate's tables to the model (`compile.fit`)
     budget_seconds: float = 10.0

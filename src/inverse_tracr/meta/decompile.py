@@ -6,9 +6,10 @@ Two ways to an answer, tried in this order by `method="auto"`:
    weights; the reading is checked against the model's forward pass on every input and, compiled
    again, must give the model's own parameters;
 2. the **meta-model** and its **search** (`meta.search`), for weights the reader refuses (distilled
-   students, trained models): greedy decoding, beam search, optional sampling, and repair rounds
-   around the best candidates, within a time budget. Every candidate is run against the model on
-   every input (`compile.check.Behaviour`) and the one that agrees best is the answer.
+   students, trained models): greedy decoding, beam search, optional sampling, and rounds that fit
+   the best candidates' tables to the model (`compile.fit`) and repair the best candidates, within
+   a time budget. Every candidate is run against the model on every input
+   (`compile.check.Behaviour`) and the one that agrees best is the answer.
 
 An answer is *verified* when it agrees with the model everywhere it defines an output (and defines
 at least half of them) — for a distilled student, as often as the student agreed with its own
@@ -27,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from inverse_tracr.compile import reader
+from inverse_tracr.compile import fit, reader
 from inverse_tracr.compile.check import MIN_DEFINED, Agreement, Behaviour, identical_weights
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel, Layout
@@ -36,6 +37,9 @@ from inverse_tracr.meta.config import SearchConfig
 from inverse_tracr.programs import Program
 
 METHODS = ("auto", "reader", "meta")
+#: Candidates each search round fits to the model: on 300 held-out programs (2 s each) fitting
+#: the best 1, 3 or 8 verified 75.3 %, 79.3 % and 78.3 % (the rest of the time goes to repair).
+FITTED_PER_ROUND = 3
 
 
 class DecompileError(ValueError):
@@ -56,6 +60,7 @@ class Evidence:
     seconds: float
     reader_refusal: str | None = None  # why the reader declined (method auto or reader)
     greedy_agreement: float | None = None  # the meta-model's greedy guess, for comparison
+    found_by: str | None = None  # which step of the search proposed the answer: greedy, beam, sample, repair, fit
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,7 +148,8 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
 
     def check(candidates: list[search.Candidate]) -> None:
         for candidate in candidates:
-            candidate.decode(vocab_, max_seq_len, labels)
+            if candidate.program is None:
+                candidate.decode(vocab_, max_seq_len, labels)
             if candidate.program is not None and model.layout.causal:
                 candidate.program = dataclasses.replace(candidate.program, causal=True)
             if candidate.program is not None and candidate.program.id not in checked:
@@ -157,6 +163,9 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
     def done() -> bool:
         return any(c.verified and c.same is not False for c in checked.values())
 
+    def best(pool) -> list[_Checked]:
+        return sorted(pool, key=lambda c: (-c.agreement.agreement, -c.candidate.logprob))
+
     greedy = search.Candidate(meta_model.generate([model.params], inputs=[(vocab_, max_seq_len)])[0], 0.0, "greedy")
     check([greedy])
     greedy_agreement = checked[greedy.program.id].agreement.agreement if greedy.program is not None else None
@@ -164,17 +173,29 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
         check(search.beam_search(meta_model, model.params, vocab_, max_seq_len, config.beam))
     if not done() and config.samples and time.perf_counter() < deadline:
         check(search.sample(meta_model, model.params, vocab_, max_seq_len, config.samples, config.temperature))
-    # Repair climbs: each round forks the two best candidates not forked yet, so a program with two
-    # wrong tokens is mended one token a round, guided by how much closer each fork behaves.
+    # Rounds climb: each fits the tables of the best candidates not fitted yet to the model's
+    # behaviour (`compile.fit`), then forks the two best candidates not forked yet, so that a program
+    # with two wrong tokens is mended one token a round, guided by how much closer each fork behaves.
+    # A round that finds nothing closer than the best so far ends the search.
+    fitted: set[str] = set()
     repaired: set[str] = set()
     for _ in range(config.repair_rounds):
         if done() or time.perf_counter() >= deadline:
             break
-        fresh = [c for c in checked.values() if c.candidate.program.id not in repaired and c.candidate.steps]
-        for c in sorted(fresh, key=lambda c: (-c.agreement.agreement, -c.candidate.logprob))[:2]:
-            if time.perf_counter() < deadline:
+        before = best(checked.values())[0].agreement.agreement if checked else 0.0
+        if config.fit:
+            for c in best(c for c in checked.values() if c.candidate.program.id not in fitted)[:FITTED_PER_ROUND]:
+                fitted.add(c.candidate.program.id)
+                result = fit.fit(c.candidate.program, behaviour, deadline)
+                if result is not None:
+                    check([search.Candidate([], c.candidate.logprob, "fit", program=result.program)])
+                    fitted.add(result.program.id)
+        for c in best(c for c in checked.values() if c.candidate.program.id not in repaired and c.candidate.steps)[:2]:
+            if time.perf_counter() < deadline and not done():
                 repaired.add(c.candidate.program.id)
                 check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions))
+        if checked and best(checked.values())[0].agreement.agreement <= before:
+            break
     seconds = time.perf_counter() - started
     if not checked:
         return Decompiled(None, Evidence("meta-model", False, 0.0, 0.0, len(behaviour.inputs), behaviour.exhaustive, threshold,
@@ -182,7 +203,8 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
     top = max(checked.values(), key=lambda c: (c.verified, c.same is True, c.agreement.agreement, c.candidate.logprob))
     a = top.agreement
     return Decompiled(top.candidate.program, Evidence("meta-model", top.verified, a.agreement, a.defined, a.inputs, a.exhaustive,
-                                                      threshold, top.same, len(checked), seconds, refusal, greedy_agreement),
+                                                      threshold, top.same, len(checked), seconds, refusal, greedy_agreement,
+                                                      top.candidate.how),
                       greedy.program)
 
 

@@ -39,9 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8, "kinds": ["standard", "compressed"]},
         "distill": {"shards": 1},
         "training": {"run": "tiny", "preset": "tiny", "steps": 600, "batchSize": 32},
-        # The demo's model verifies few programs, and each unverified one searches to the budget:
-        # one repair round keeps the evaluation within the demo's minutes.
-        "evaluation": {"split": "val", "repairRounds": 1},
+        "evaluation": {"split": "val"},
     },
     "small": {
         "store": {"url": "./zoo-store"},

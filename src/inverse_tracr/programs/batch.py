@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from inverse_tracr.programs import ops
-from inverse_tracr.programs.program import Program
+from inverse_tracr.programs.program import Line, Program
 from inverse_tracr.programs.values import VarType
 
 
@@ -85,36 +85,51 @@ def evaluate_regular(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple
 
 def _run(program: Program, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The output array [B, T] for token positions [B, T], and which inputs averaged [B]."""
-    types = program.types
-    batch, length = tokens.shape
-    env: dict[str, np.ndarray] = {"tokens": tokens, "indices": np.broadcast_to(np.arange(length), (batch, length))}
-    visible = np.tril(np.ones((length, length), bool)) if program.causal else True  # [Tq, Tk]: keys a query may see
-    averaged = np.zeros(batch, bool)
+    env = inputs(tokens)
+    visible = visible_keys(program, tokens.shape[1])
+    averaged = np.zeros(tokens.shape[0], bool)
     for line in program.lines:
-        args = [env[o] for o in line.operands]
-        operands = [types[o] for o in line.operands]
-        result = types[line.ret]
-        if line.op in ("Map", "NumericalMap"):
-            env[line.ret] = _map(line.fn, args[0], operands[0], result)
-        elif line.op == "SequenceMap":
-            x, y = args
-            lut = _lut(line.fn, result)
-            flat = np.where((x >= 0) & (y >= 0), x * len(operands[1].values) + y, -1)
-            env[line.ret] = np.where(flat >= 0, lut[np.maximum(flat, 0)], -1)
-        elif line.op == "LinearSequenceMap":
-            env[line.ret] = line.fn[0] * args[0] + line.fn[1] * args[1]
-        elif line.op == "Select":
-            keys, queries = args
-            matrix = np.array(line.fn, bool).reshape(len(operands[0].values), len(operands[1].values))
-            selected = matrix[np.maximum(keys, 0)[:, None, :], np.maximum(queries, 0)[:, :, None]]  # [B, Tq, Tk]
-            env[line.ret] = selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None] & visible
-        elif line.op == "Aggregate":
-            env[line.ret], bad = _aggregate(args[0], args[1], operands[1])
-            averaged |= bad
-        else:  # SelectorWidth, NumericalSelectorWidth: the width is its own position in 0 … L
-            width = args[0].sum(axis=-1)
-            env[line.ret] = width.astype(float) if result.numerical else width
+        env[line.ret], bad = run_line(line, env, program.types, visible)
+        averaged |= bad
     return env[program.output], averaged
+
+
+def inputs(tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """The environment a program starts from: `tokens` [B, T] (vocabulary positions) and `indices`."""
+    batch, length = tokens.shape
+    return {"tokens": tokens, "indices": np.broadcast_to(np.arange(length), (batch, length))}
+
+
+def visible_keys(program: Program, length: int) -> np.ndarray | bool:
+    """[Tq, Tk]: the keys a query may see (all of them, unless the program is causal)."""
+    return np.tril(np.ones((length, length), bool)) if program.causal else True
+
+
+def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], visible: np.ndarray | bool) -> tuple[np.ndarray, np.ndarray | bool]:
+    """One line's values on the batch `env` holds, and which inputs [B] an Aggregate averaged
+    (False for other lines)."""
+    args = [env[o] for o in line.operands]
+    operands = [types[o] for o in line.operands]
+    result = types[line.ret]
+    if line.op in ("Map", "NumericalMap"):
+        return _map(line.fn, args[0], operands[0], result), False
+    if line.op == "SequenceMap":
+        x, y = args
+        lut = _lut(line.fn, result)
+        flat = np.where((x >= 0) & (y >= 0), x * len(operands[1].values) + y, -1)
+        return np.where(flat >= 0, lut[np.maximum(flat, 0)], -1), False
+    if line.op == "LinearSequenceMap":
+        return line.fn[0] * args[0] + line.fn[1] * args[1], False
+    if line.op == "Select":
+        keys, queries = args
+        matrix = np.array(line.fn, bool).reshape(len(operands[0].values), len(operands[1].values))
+        selected = matrix[np.maximum(keys, 0)[:, None, :], np.maximum(queries, 0)[:, :, None]]  # [B, Tq, Tk]
+        return selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None] & visible, False
+    if line.op == "Aggregate":
+        return _aggregate(args[0], args[1], operands[1])
+    # SelectorWidth, NumericalSelectorWidth: the width is its own position in 0 … L
+    width = args[0].sum(axis=-1)
+    return (width.astype(float) if result.numerical else width), False
 
 
 def _lut(table: ops.Table, result: VarType) -> np.ndarray:
