@@ -69,3 +69,15 @@ def test_a_sample_of_a_behaviour_agrees_as_the_model_run_on_those_inputs():
     assert len(quick.inputs) == 500 and not quick.exhaustive and len({tuple(x) for x in quick.inputs}) == 500
     again = Behaviour(model, quick.inputs)
     assert quick.agreement(other) == again.agreement(other) and quick.agreement(truth).agreement == 1.0
+
+
+def test_a_wrong_argument_is_rewired_to_the_variable_the_model_reads():
+    truth = Program.from_rasp(lib.make_hist(), range(5), 5)
+    behaviour = Behaviour.of(compile_program(truth))
+    select = next(i for i, line in enumerate(truth.lines) if line.op == "Select")
+    lines = list(truth.lines)
+    lines[select] = lines[select]._replace(operands=("indices", "tokens"))  # keys from the positions, not the tokens
+    wrong = Program(lines, truth.vocab, truth.max_seq_len)
+    assert behaviour.agreement(wrong).agreement < 0.5
+    fitted = fit(wrong, behaviour, time.perf_counter() + 30)
+    assert fitted is not None and fitted.program.id == truth.id
