@@ -40,6 +40,7 @@ from inverse_tracr.compile.check import Agreement, Behaviour
 from inverse_tracr.programs import Program, ProgramError, library, ops
 from inverse_tracr.programs.batch import Group, inputs, run_line, visible_keys
 from inverse_tracr.programs.program import Line
+from inverse_tracr.programs.values import VarType
 
 #: Inputs a trial is scored on (of 3,905 for vocabulary 5 and length 5): fitting Tracr's
 #: frac_prevs, hist and a SelectorWidth back from a wrong predicate took 0.14–0.37 s instead of 0.35–1.46 s.
@@ -285,7 +286,7 @@ class _State:
         return program
 
 
-def _interchangeable(a, b, same_values: bool) -> bool:
+def _interchangeable(a: VarType, b: VarType, same_values: bool) -> bool:
     """Whether a line can read variable type `a` where it reads `b` and keep its own type: the same
     kind and as many values (a table indexes positions), the very values where it copies them."""
     return a.selector == b.selector and a.encoding == b.encoding and len(a.values) == len(b.values) and (not same_values or a.values == b.values)
