@@ -23,6 +23,7 @@ matters.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from typing import Any, Sequence
@@ -97,9 +98,8 @@ class Behaviour:
         if len(self.inputs) <= n:
             return self
         keep = set(random.Random(seed).sample(range(len(self.inputs)), n))
-        quick = object.__new__(Behaviour)
-        quick.model, quick.exhaustive, quick.numerical = self.model, False, self.numerical
-        quick.inputs, quick._rows, quick._outputs, quick._written = [], {}, {}, {}
+        quick = copy.copy(self)  # the model's outputs are sliced, never computed again
+        quick.exhaustive, quick.inputs, quick._rows, quick._outputs, quick._written = False, [], {}, {}, {}
         for length, rows in self._rows.items():
             kept = [r for r, i in enumerate(rows) if i in keep]
             if kept:

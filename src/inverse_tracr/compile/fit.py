@@ -38,7 +38,7 @@ import numpy as np
 
 from inverse_tracr.compile.check import Agreement, Behaviour
 from inverse_tracr.programs import Program, ProgramError, library, ops
-from inverse_tracr.programs.batch import Group, inputs, run_line, visible_keys
+from inverse_tracr.programs.batch import Group, inputs, run_line, table_index, visible_keys
 from inverse_tracr.programs.program import Line
 from inverse_tracr.programs.values import VarType
 
@@ -261,8 +261,7 @@ class _State:
         for g in self.lengths:
             got, written = self.behaviour.outputs(g.tokens.shape[1])  # the sample's: a majority needs no more
             x = g.env[line.operands[0]]
-            keys = x if line.op == "Map" else np.where((x >= 0) & (g.env[line.operands[1]] >= 0),
-                                                       x * len(operands[1].values) + g.env[line.operands[1]], -1)
+            keys = x if line.op == "Map" else table_index(x, g.env[line.operands[1]], len(operands[1].values))
             for key, out, wrote in zip(keys.ravel().tolist(), got.ravel().tolist(), written.ravel().tolist()):
                 if key >= 0:
                     votes[key][labels[out] if wrote else None] += 1

@@ -114,10 +114,8 @@ def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], 
     if line.op in ("Map", "NumericalMap"):
         return _map(line.fn, args[0], operands[0], result), False
     if line.op == "SequenceMap":
-        x, y = args
-        lut = _lut(line.fn, result)
-        flat = np.where((x >= 0) & (y >= 0), x * len(operands[1].values) + y, -1)
-        return np.where(flat >= 0, lut[np.maximum(flat, 0)], -1), False
+        flat = table_index(args[0], args[1], len(operands[1].values))
+        return np.where(flat >= 0, _lut(line.fn, result)[np.maximum(flat, 0)], -1), False
     if line.op == "LinearSequenceMap":
         return line.fn[0] * args[0] + line.fn[1] * args[1], False
     if line.op == "Select":
@@ -130,6 +128,11 @@ def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], 
     # SelectorWidth, NumericalSelectorWidth: the width is its own position in 0 … L
     width = args[0].sum(axis=-1)
     return (width.astype(float) if result.numerical else width), False
+
+
+def table_index(x: np.ndarray, y: np.ndarray, ny: int) -> np.ndarray:
+    """Where a two-operand table is read for operand positions x, y (row-major; −1 where either is None)."""
+    return np.where((x >= 0) & (y >= 0), x * ny + y, -1)
 
 
 def _lut(table: ops.Table, result: VarType) -> np.ndarray:
