@@ -11,6 +11,7 @@ from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.fit import fit
 from inverse_tracr.programs import Program, library
+from inverse_tracr.programs.program import Line
 
 
 def _with_entries(program: Program, line: int, changes: dict[int, object]) -> Program:
@@ -81,3 +82,20 @@ def test_a_wrong_argument_is_rewired_to_the_variable_the_model_reads():
     assert behaviour.agreement(wrong).agreement < 0.5
     fitted = fit(wrong, behaviour, time.perf_counter() + 30)
     assert fitted is not None and fitted.program.id == truth.id
+
+
+def test_an_output_line_of_the_wrong_operation_or_operands_is_rebuilt_with_its_table_read_off_the_model():
+    mapped = rasp.categorical(rasp.Map(lambda t: (t * 2) % 3, rasp.tokens))
+    shifted = rasp.categorical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q - 1), rasp.tokens))
+    pairs = Program.from_rasp(rasp.categorical(rasp.SequenceMap(lambda x, y: (x + (y or 0)) % 4, rasp.tokens, shifted)), range(5), 5)
+    single = Program.from_rasp(rasp.categorical(rasp.Map(lambda y: y % 3, shifted)), range(5), 5)
+    for truth, wrong in [
+        (pairs, pairs.lines[-1]._replace(operands=("indices", pairs.lines[-1].operands[1]))),  # a wrong operand and so a wrong table
+        (single, rasp.categorical(rasp.SequenceMap(lambda x, y: x * (y or 0) % 5, mapped, shifted))),  # the wrong operation
+    ]:
+        behaviour = Behaviour.of(compile_program(truth))
+        candidate = (Program([*truth.lines[:-1], wrong], truth.vocab, truth.max_seq_len) if isinstance(wrong, Line)
+                     else Program.from_rasp(wrong, truth.vocab, truth.max_seq_len))
+        assert behaviour.agreement(candidate).agreement < 0.5
+        fitted = fit(candidate, behaviour, time.perf_counter() + 30)
+        assert fitted is not None and fitted.program.id == truth.id, candidate.source()

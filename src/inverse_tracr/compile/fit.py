@@ -8,7 +8,7 @@ choose the entry:
 - the **output line**'s table (a categorical Map or SequenceMap) is read off the model: wherever
   the candidate's operands hold a value (a pair), the model's output there is that entry — by
   majority, since a wrong earlier line misleads some inputs; where the model writes nothing, the
-  entry is undefined;
+  entry is undefined; a SequenceMap whose table so read ignores one operand is a Map of the other;
 - **every other entry** is changed to each other value its line already makes (so that every type,
   and the size of every table that reads the line, stays as it is) and a Select's entry is flipped;
   the change that agrees best is kept while it agrees better with the model;
@@ -17,7 +17,9 @@ choose the entry:
   a wrong argument) — or its whole table is **swapped** for each library function of its operation
   (two entries that must change together: LT, not GT; or values the line should not make); the
   first line, from the output back, where the best such move agrees better takes it, and fitting
-  starts again from there.
+  starts again from there. Before those, the **output line is rebuilt**: a Map or SequenceMap of
+  any other earlier variables, its table read off the model — where the output's operands are
+  wrong, its table is too, and no single move helps.
 
 Every step must agree strictly better, so fitting ends, at the latest when the time is up.
 
@@ -30,7 +32,6 @@ millisecond (4-line programs, vocabulary 5, length 5, 2 cores). The result is on
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 
@@ -70,7 +71,8 @@ def fit(program: Program, behaviour: Behaviour, deadline: float) -> Fitted | Non
         while passes_improve:  # a pass visits every line, from the output back
             passes_improve = any([state.fit_line(i, deadline) for i in reversed(range(len(state.lines)))])  # noqa: C419 - every line
         lines = reversed(range(len(state.lines)))
-        moved = next((p for i in lines for move in (state.rewire, state.swap_function) if (p := move(i, deadline)) is not None), None)
+        moved = state.rebuild_output(deadline) or next(
+            (p for i in lines for move in (state.rewire, state.swap_function) if (p := move(i, deadline)) is not None), None)
         if moved is None:
             break
         state = state.restart(moved)
@@ -252,23 +254,71 @@ class _State:
 
     def read_output(self) -> Program | None:
         """The program with the output line's table read off the model (a categorical Map or
-        SequenceMap of categorical operands), if it agrees better."""
-        line, labels = self.lines[-1], self.behaviour.model.layout.output_values
-        operands = [self.types[o] for o in line.operands]
-        if line.op not in ("Map", "SequenceMap") or labels is None or any(o.numerical for o in operands):
+        SequenceMap of categorical operands), if it agrees better — as a Map of one of the operands
+        where that agrees as well (the table read ignores the other)."""
+        line = self.lines[-1]
+        simpler = [("Map", (o,)) for o in line.operands] if line.op == "SequenceMap" else []
+        return self._read_best(line, [*simpler, (line.op, line.operands)], deadline=None)
+
+    def rebuild_output(self, deadline: float) -> Program | None:
+        """The program whose output line is another categorical Map or SequenceMap — of any earlier
+        categorical variables, its table read off the model — the one that agrees best (a Map
+        before a SequenceMap), if that agrees better; lines the output then no longer reads fall
+        away. The way out where the output's operands or operation are wrong: its table then is
+        too, so rewiring alone never helps."""
+        line = self.lines[-1]
+        names = [v for v in ("tokens", "indices", *(other.ret for other in self.lines[:-1])) if self._readable((v,))]
+        tried = [*(("Map", (a,)) for a in names), *(("SequenceMap", (a, b)) for a in names for b in names if a != b)]
+        return self._read_best(line, [t for t in tried if t != (line.op, line.operands)], deadline)
+
+    def _read_best(self, line: Line, tried: list[tuple[str, tuple[str, ...]]], deadline: float | None) -> Program | None:
+        """Of output lines `tried` (operation, operands), each with its table read off the model, the
+        program with the one that agrees best on the sample (the first of equals), if it agrees
+        better on every input. Only for an output the meta-model says is a categorical table: one
+        that is not (a SelectorWidth, an Aggregate) is not made one — a table over whatever is there
+        fits the majority and drops the lines that matter."""
+        if line.op not in ("Map", "SequenceMap") or not self._readable(line.operands):
             return None
-        votes = [collections.Counter() for _ in line.fn]
+        best, found = self.score, None
+        for op, operands in tried:
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            if self._readable(operands):
+                self.trials += 1
+                table, score = self._read(op, operands, line.fn if (op, operands) == (line.op, line.operands) else None)
+                if score > best + 1e-12:
+                    best, found = score, Line(op, table, operands, line.ret)
+        return None if found is None or found == line else self._better([*self.lines[:-1], found])
+
+    def _readable(self, operands) -> bool:
+        """Whether an output line of these operands can be read off the model: a categorical model, categorical operands."""
+        types = [self.types[o] for o in operands]
+        return self.behaviour.model.layout.output_values is not None and not any(t.numerical or t.selector for t in types)
+
+    def _read(self, op: str, operands: tuple[str, ...], old: tuple | None = None) -> tuple[tuple, float]:
+        """The table of an output line `op(*operands)` read off the model on the sample — each entry
+        the model's commonest output where the operands hold its key (a pair), by majority since a
+        wrong earlier line misleads some inputs; None where it mostly writes nothing; `old`'s
+        entry (or None) where the sample never holds the key — and that program's agreement on the sample."""
+        labels = self.behaviour.model.layout.output_values
+        nothing = len(labels)
+        width = len(self.types[operands[-1]].values) if op == "SequenceMap" else 1
+        counts = np.zeros((len(self.types[operands[0]].values) * width, nothing + 1), np.int64)
+        unread = 0  # positions where the model writes and the program defines nothing
         for g in self.lengths:
             got, written = self.behaviour.outputs(g.tokens.shape[1])  # the sample's: a majority needs no more
-            x = g.env[line.operands[0]]
-            keys = x if line.op == "Map" else table_index(x, g.env[line.operands[1]], len(operands[1].values))
-            for key, out, wrote in zip(keys.ravel().tolist(), got.ravel().tolist(), written.ravel().tolist()):
-                if key >= 0:
-                    votes[key][labels[out] if wrote else None] += 1
-        table = tuple(v.most_common(1)[0][0] if v else old for v, old in zip(votes, line.fn))
-        if table == line.fn:
-            return None
-        return self._better(self.lines[:-1] + [line._replace(fn=table)])
+            keys = g.env[operands[0]] if op == "Map" else table_index(g.env[operands[0]], g.env[operands[1]], width)
+            inside = keys >= 0
+            np.add.at(counts, (keys[inside], np.where(written, got, nothing)[inside]), 1)
+            unread += int((written & ~inside).sum())
+        choice = counts.argmax(axis=1)
+        seen = counts.sum(axis=1) > 0
+        table = tuple((labels[c] if c < nothing else None) if s else (old[k] if old else None)
+                      for k, (c, s) in enumerate(zip(choice.tolist(), seen.tolist())))
+        rows = np.arange(len(choice))
+        matches = int(np.where(choice < nothing, counts[rows, choice], 0).sum())
+        compared = int(np.where(choice < nothing, counts.sum(axis=1), counts[:, :nothing].sum(axis=1)).sum()) + unread
+        return table, matches / compared if compared else 0.0
 
     def _better(self, lines: list[Line]) -> Program | None:
         """The program of `lines` if it agrees better than the current one on every input (and
