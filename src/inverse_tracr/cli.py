@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), help="seed (default: %(default)s)")
     tr.add_argument("--checkpoint-every", type=_positive, default=_default(TrainConfig, "checkpoint_every"), help="steps between checkpoints (default: %(default)s)")
     tr.add_argument("--loader-workers", type=int, default=_default(TrainConfig, "loader_workers"), help="data-loader processes per rank (default: %(default)s)")
+    tr.add_argument("--cache-mb", type=int, default=_default(TrainConfig, "cache_mb"),
+                    help="MiB of decoded examples each loader process keeps for later epochs; 0: decode every time (default: %(default)s)")
     tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
     tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
     tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from inverse_tracr.meta.data import by_size, example, quiet_handover
+import itertools
+
+from inverse_tracr.meta.data import by_size, example, quiet_handover, stream
 from inverse_tracr.zoo import read_samples
 
 
@@ -52,3 +54,25 @@ def test_batches_by_size_hold_every_example_once_with_less_padding_in_a_seeded_o
     assert [size for stretch in stretches for size in stretch] == sorted(n + len(ids) for n, ids in everything)
     assert [_rows(b) for b in batches(pool=8)] == [_rows(b) for b in by_length]  # a resumed run skips the same batches
     assert [_rows(b) for b in batches(pool=8, seed=1)] != [_rows(b) for b in by_length]
+
+
+def test_later_epochs_take_the_examples_kept_from_the_first_up_to_the_cache_limit(zoo32):
+    urls = str(zoo32 / "z/standard/shard-{000000..000001}.tar")
+
+    def two_epochs(cache_mb):
+        return list(itertools.islice(stream(urls, None, 256, shuffle_buffer=0, cache_mb=cache_mb), 64))
+
+    kept, decoded = two_epochs(64), two_epochs(0)
+    assert [e.key for e in kept] == [e.key for e in decoded] == [e.key for e in decoded[:32]] * 2
+    assert all(again is first for first, again in zip(kept[:32], kept[32:]))  # not decoded again
+    assert not any(again is first for first, again in zip(decoded[:32], decoded[32:]))
+    for a, b in zip(kept, decoded):  # keeping changes nothing but the time
+        assert a.ids == b.ids and (a.features == b.features).all()
+    sizes = [e.features.nbytes for e in kept[:32]]
+    assert sum(sizes) > 1 << 20  # so that 1 MiB keeps some examples and not others
+    few = two_epochs(1)
+    room, expected = 1 << 20, []
+    for size in sizes:  # kept while they fit, in the order they come
+        expected.append(size <= room)
+        room -= size if size <= room else 0
+    assert [b is a for a, b in zip(few[:32], few[32:])] == expected and 0 < sum(expected) < 32

@@ -57,7 +57,8 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     train(dataclasses.replace(base, run=whole), logdir=str(tmp_path / "a"), progress=False)
     stopped = train(dataclasses.replace(base, run=pieces), stop_after=4, logdir=str(tmp_path / "b"), progress=False)
     assert stopped["step"] == 4
-    train(dataclasses.replace(base, run=pieces), logdir=str(tmp_path / "b"), progress=False)
+    # resumed without keeping decoded examples: what only changes the time may differ, and changes nothing
+    train(dataclasses.replace(base, run=pieces, cache_mb=0), logdir=str(tmp_path / "b"), progress=False)
     expected, resumed = (load_model(str(small_zoo), "small", run).state_dict() for run in (whole, pieces))
     for name, a in expected.items():
         assert torch.equal(a, resumed[name]), name

@@ -55,6 +55,7 @@ class TrainConfig:
     shuffle_buffer: int = 1000
     size_pool: int = 16  # batches' worth of examples sorted by length, for less padding (`data.by_size`); 1: random batches
     loader_workers: int = 0
+    cache_mb: int = 1024  # decoded examples kept in memory per loader process, for later epochs (`data.Cache`)
     checkpoint_every: int = 200
     log_every: int = 10
     mixed_precision: str = "no"  # "bf16" on GPUs
@@ -62,6 +63,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.size_pool < 1:
             raise ValueError(f"size_pool must be at least 1, got {self.size_pool}")
+        if self.cache_mb < 0:
+            raise ValueError(f"cache_mb must be at least 0, got {self.cache_mb}")
         if self.lr is None:
             object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
 

@@ -75,7 +75,8 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
-    dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed, weight_tokens=config.model.weight_tokens)
+    dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed,
+                     weight_tokens=config.model.weight_tokens, cache_mb=config.cache_mb)
     dataset = dataset.compose(by_size(config.batch_size, config.size_pool, config.seed))
     loader = DataLoader(dataset, batch_size=None, num_workers=config.loader_workers, worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
@@ -147,7 +148,8 @@ def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> N
             recorded = TrainConfig.from_json(json.loads(store.read_bytes(*run, "config.json"))).to_json()
         except (ValueError, TypeError, KeyError) as error:
             raise TrainError(f"run {'/'.join(run)} has an unreadable config.json ({error}); use another --run name") from None
-        recorded, wanted = (json.loads(json.dumps(c)) for c in (recorded, config.to_json()))  # tuples become lists
+        # Tuples become lists; what only changes the time (the examples kept in memory) may differ.
+        recorded, wanted = ({k: v for k, v in json.loads(json.dumps(c)).items() if k != "cache_mb"} for c in (recorded, config.to_json()))
         if recorded != wanted:
             raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(differences(recorded, wanted))}); "
                              "use another --run name")
