@@ -48,3 +48,18 @@ def test_none_must_match_where_the_model_writes_nothing():
     model_says = Behaviour.of(compile_program(shifted))
     assert model_says.agreement(shifted).agreement == 1.0
     assert model_says.agreement(copy).agreement < 0.5
+
+
+def test_a_numerical_none_counts_as_the_zero_a_compiled_model_writes_there():
+    # The model cannot say None in a number: where a program's numerical output is None (here the
+    # first position, which nothing precedes) its compiled model writes 0, so the program agrees…
+    low = lambda x: 1 if x < 3 else 0  # noqa: E731
+    previous = lib.shift_by(1, rasp.tokens)
+    shifted = Program.from_rasp(rasp.numerical(rasp.Map(low, previous)), range(5), 5)
+    assert Behaviour.of(compile_program(shifted)).agreement(shifted).agreement == 1.0
+    # …and a candidate that is right wherever it says something but None where the model says 1
+    # is not verified by keeping quiet there (a held-out search verified such a program).
+    here = Program.from_rasp(rasp.numerical(rasp.Map(low, rasp.tokens)), range(5), 5)
+    silent_first = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q and q > 0), rasp.tokens)
+    quiet = Behaviour.of(compile_program(here)).agreement(Program.from_rasp(rasp.numerical(rasp.Map(low, silent_first)), range(5), 5))
+    assert 0.6 < quiet.defined < 1 and quiet.agreement < 0.9

@@ -11,9 +11,11 @@ the two are equal (numbers within Tracr's tolerance). A compiled model "defines"
 output where its output block holds a one-hot vector: where RASP gives None (an Aggregate that
 selects nothing, a None input to a Map) Tracr's model writes nothing, and the block is zero — the
 decoded argmax there is an artefact, not an answer. So a candidate that gives None where the model
-writes a value, or a value where the model writes none, disagrees there. (Numerical outputs cannot
-say None: a candidate's None is not compared.) A candidate must also define `MIN_DEFINED` of all
-positions.
+writes a value, or a value where the model writes none, disagrees there. A numerical output cannot
+say None: where there is nothing to compute, Tracr's model writes 0 (checked on the zoo: every
+position where a program's numerical output is None), so a candidate's None there counts as 0 —
+not comparing it let a candidate verify that was None on a fifth of the positions where the model
+says 1. A candidate must also define `MIN_DEFINED` of all positions.
 
 A causal model (`Layout.causal`) runs with its attention mask, and a candidate is evaluated as its
 own `Program.causal` says (batched, or by `Program.evaluate` where values are averaged): a
@@ -137,10 +139,11 @@ class Behaviour:
         for group in groups:  # a group holds all inputs of its length, in order, as `_rows` does
             length = group.tokens.shape[1]
             got, want, defined = self._outputs[length], group.output, group.defined
+            # A numerical None is compared as 0 (nan_to_num); the model writes a number everywhere.
             same = np.isclose(got, np.nan_to_num(want), rtol=RTOL, atol=ATOL) if self.numerical else as_layout[want] == got
-            either = defined | (self._written[length] & (not self.numerical))
+            either = defined | self._written[length]
             compared += int(either.sum())
-            matches += int((same & defined & self._written[length]).sum())
+            matches += int((same & (defined | self.numerical) & self._written[length]).sum())
             defined_total += int(defined.sum())
         return self._result(matches, compared, defined_total)
 
@@ -154,9 +157,10 @@ class Behaviour:
                 except (ValueError, TypeError, ArithmeticError):
                     want = [None] * length
                 for g, w, wrote in zip(got, want, written):
-                    if w is not None or (wrote and not self.numerical):
+                    if w is not None or wrote:
                         compared += 1
                         defined += w is not None
+                        w = 0.0 if w is None and self.numerical else w
                         matches += w is not None and wrote and same_value(g if values is None else values[g], w, numerical=values is None)
         return self._result(matches, compared, defined)
 
