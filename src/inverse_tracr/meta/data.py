@@ -51,7 +51,7 @@ def _encode(program) -> tuple[int, ...]:
 class Cache:
     """Decoded examples kept for later epochs, up to `limit_mb` of weight tokens per process (each
     loader worker reads its own shards, so workers keep different examples). Decoding a sample —
-    its npz, its weight tokens — costs ~3 ms on one core, as much as a step of `tiny` spends on it:
+    its npz, its weight tokens — costs ~4 ms on one core, as much as a step of `tiny` spends on it:
     measured on 2 cores, the loader was what bounded training. An example is a pure function of its
     sample's bytes, so keeping it changes nothing but the time."""
 
