@@ -12,8 +12,8 @@ output where its output block holds a one-hot vector: where RASP gives None (an 
 selects nothing, a None input to a Map) Tracr's model writes nothing, and the block is zero — the
 decoded argmax there is an artefact, not an answer. So a candidate that gives None where the model
 writes a value, or a value where the model writes none, disagrees there. A numerical output cannot
-say None: where there is nothing to compute, Tracr's model writes 0 (checked on the zoo: every
-position where a program's numerical output is None), so a candidate's None there counts as 0 —
+say None: where there is nothing to compute, Tracr's model writes 0 (its attention falls on BOS, its
+MLP reads nothing; tested on a shifted sequence's first position), so a candidate's None counts as 0 —
 not comparing it let a candidate verify that was None on a fifth of the positions where the model
 says 1. A candidate must also define `MIN_DEFINED` of all positions.
 
