@@ -6,7 +6,7 @@ from distill_tools import rotated_student
 from tracr.compiler import lib
 from tracr.rasp import rasp
 
-from inverse_tracr.compile.check import Behaviour
+from inverse_tracr.compile.check import Behaviour, verifies
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.verify import same_value
 from inverse_tracr.programs import Program
@@ -56,7 +56,13 @@ def test_a_numerical_none_counts_as_the_zero_a_compiled_model_writes_there():
     low = lambda x: 1 if x < 3 else 0  # noqa: E731
     previous = lib.shift_by(1, rasp.tokens)
     shifted = Program.from_rasp(rasp.numerical(rasp.Map(low, previous)), range(5), 5)
-    assert Behaviour.of(compile_program(shifted)).agreement(shifted).agreement == 1.0
+    agrees = Behaviour.of(compile_program(shifted)).agreement(shifted)
+    assert agrees.agreement == 1.0 and agrees.defined < 1
+    # but the model writes 0 where a program says 0, too: a numerical None cannot be checked, and
+    # only a program defined everywhere is verified (a categorical one needs MIN_DEFINED)
+    assert not verifies(agrees, 1.0, numerical=True) and verifies(agrees, 1.0, numerical=False)
+    frac = Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 1), range(5), 5)
+    assert verifies(Behaviour.of(compile_program(frac)).agreement(frac), 1.0, numerical=True)
     # …and a candidate that is right wherever it says something but None where the model says 1
     # is not verified by keeping quiet there (a held-out search verified such a program).
     here = Program.from_rasp(rasp.numerical(rasp.Map(low, rasp.tokens)), range(5), 5)

@@ -170,6 +170,16 @@ class Behaviour:
                          len(self.inputs), self.exhaustive, matches)
 
 
+def verifies(agreement: Agreement, threshold: float, numerical: bool) -> bool:
+    """Whether an agreement verifies its candidate: at least `threshold`, over at least
+    `MIN_DEFINED` of the positions. A numerical model writes 0 both where its program says 0 and
+    where it says None, so a numerical candidate's None cannot be checked: it must define every
+    output (none of the zoo's 1,060 numerical-output programs of two seeds gives None; a held-out
+    search verified one that was None where the true program's Aggregate gives its default 0)."""
+    defined = 1.0 if numerical else MIN_DEFINED
+    return agreement.positions > 0 and agreement.defined >= defined - 1e-12 and agreement.agreement >= threshold - 1e-12
+
+
 def identical_weights(a: CompiledModel, b: CompiledModel, atol: float = 1e-6) -> bool:
     """The strongest certificate: the same parameters, tensor by tensor, under the same attention
     mask (a causal model's parameters are the non-causal one's: only the mask tells them apart)."""

@@ -12,9 +12,9 @@ Two ways to an answer, tried in this order by `method="auto"`:
    (`compile.check.Behaviour`) and the one that agrees best is the answer.
 
 An answer is *verified* when it agrees with the model everywhere it defines an output (and defines
-at least half of them) — for a distilled student, as often as the student agreed with its own
-teacher when it was made. Anything else is returned as unverified, with the best agreement found:
-never a silent guess.
+at least half of them; a numerical one, all: `check.verifies`) — for a distilled student, as often
+as the student agreed with its own teacher when it was made. Anything else is returned as
+unverified, with the best agreement found: never a silent guess.
 
 A model compiled with `causal=True` decompiles to a causal program: the reader takes the mask from
 the layout, and the meta-model's candidates (tokens say nothing of the mask; the weights are the
@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from inverse_tracr.compile import fit, reader
-from inverse_tracr.compile.check import MIN_DEFINED, Agreement, Behaviour, identical_weights
+from inverse_tracr.compile.check import Agreement, Behaviour, identical_weights, verifies
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel, Layout
 from inverse_tracr.meta import search
@@ -155,7 +155,7 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
                 candidate.program = dataclasses.replace(candidate.program, causal=True)
             if candidate.program is not None and candidate.program.id not in checked:
                 agreement = behaviour.agreement(candidate.program)
-                verified = _verified(agreement, threshold)
+                verified = verifies(agreement, threshold, behaviour.numerical)
                 # Programs that behave alike are told apart by the strongest certificate: compiled
                 # again, a standard model's program gives its very weights.
                 same = _same_weights(candidate.program, model) if verified else None
@@ -232,7 +232,3 @@ def _same_weights(program: Program, model: CompiledModel) -> bool | None:
 
 #: Our variables' names, and the hidden one Tracr adds beside each SelectorWidth.
 _CANONICAL = re.compile(r"v\d+(_selector_width_attn_output)?")
-
-
-def _verified(agreement: Agreement, threshold: float) -> bool:
-    return agreement.positions > 0 and agreement.defined >= MIN_DEFINED and agreement.agreement >= threshold - 1e-12
