@@ -197,7 +197,7 @@ class _State:
         and as many values (so that its table still fits), the one that agrees best, if that agrees
         better: the meta-model's commonest error after wrong functions is a wrong argument."""
         line = self.lines[i]
-        earlier = ["tokens", "indices", *(other.ret for other in self.lines[:i])]
+        earlier = self._earlier(i)
         best, found = self.score, None
         for k, operand in enumerate(line.operands):
             for other in earlier:
@@ -267,7 +267,7 @@ class _State:
         away. The way out where the output's operands or operation are wrong: its table then is
         too, so rewiring alone never helps."""
         line = self.lines[-1]
-        names = [v for v in ("tokens", "indices", *(other.ret for other in self.lines[:-1])) if self._readable((v,))]
+        names = [v for v in self._earlier(len(self.lines) - 1) if self._readable((v,))]
         tried = [*(("Map", (a,)) for a in names), *(("SequenceMap", (a, b)) for a in names for b in names if a != b)]
         return self._read_best(line, [t for t in tried if t != (line.op, line.operands)], deadline)
 
@@ -289,6 +289,10 @@ class _State:
                 if score > best + 1e-12:
                     best, found = score, Line(op, table, operands, line.ret)
         return None if found is None or found == line else self._better([*self.lines[:-1], found])
+
+    def _earlier(self, i: int) -> list[str]:
+        """The variables line i may read: the inputs and the lines before it."""
+        return ["tokens", "indices", *(other.ret for other in self.lines[:i])]
 
     def _readable(self, operands) -> bool:
         """Whether an output line of these operands can be read off the model: a categorical model, categorical operands."""
