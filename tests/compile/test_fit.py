@@ -99,3 +99,23 @@ def test_an_output_line_of_the_wrong_operation_or_operands_is_rebuilt_with_its_t
         assert behaviour.agreement(candidate).agreement < 0.5
         fitted = fit(candidate, behaviour, time.perf_counter() + 30)
         assert fitted is not None and fitted.program.id == truth.id, candidate.source()
+
+
+def test_a_last_line_the_candidate_lacks_is_added_when_no_other_move_helps():
+    width = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT))
+    for last in (
+        # values 0–2, as the width's first ones: climbing the Select first takes it astray, and it comes
+        # back only if the output's table is read again for each change (and on every input at the end)
+        rasp.categorical(rasp.SequenceMap(lambda w, t: (w + t) % 3, width, rasp.tokens)),
+        rasp.categorical(rasp.Map(lambda w: w % 2 + 7, width)),
+    ):
+        truth = Program.from_rasp(last, range(5), 5)
+        assert truth.lines[-1].op == type(last).__name__
+        candidate = Program.from_rasp(width, range(5), 5)  # the truth without its output line: no table to fit
+        behaviour = Behaviour.of(compile_program(truth))
+        assert behaviour.agreement(candidate).agreement < 0.5
+        fitted = fit(candidate, behaviour, time.perf_counter() + 30)
+        # the truth's behaviour and lines (entries for keys no input holds are the model's weights' to say)
+        assert fitted is not None and fitted.agreement.agreement == 1.0, fitted and fitted.program.source()
+        assert [(line.op, line.operands) for line in fitted.program.lines[:-1]] == [(line.op, line.operands) for line in truth.lines[:-1]]
+        assert fitted.program.lines[-1].op == truth.lines[-1].op

@@ -19,15 +19,23 @@ choose the entry:
   first line, from the output back, where the best such move agrees better takes it, and fitting
   starts again from there. Before those, the **output line is rebuilt**: a Map or SequenceMap of
   any other earlier variables, its table read off the model — where the output's operands are
-  wrong, its table is too, and no single move helps.
+  wrong, its table is too, and no single move helps. Last of all, when nothing else helps, an
+  output the meta-model did not make a table gets one: a Map or SequenceMap of any variables, the
+  output's own too, **added after it** (the meta-model's commonest error on weak models is a
+  program one line short).
+
+While the output is a table read off the model, every trial upstream reads it again for the lines
+it tries: a change upstream changes which table fits, and judged with the old one the right change
+looks wrong.
 
 Every step must agree strictly better, so fitting ends, at the latest when the time is up.
 
 A trial evaluates only the lines downstream of the changed one, on arrays kept from the last
 accepted program, and is scored on a random sample of the inputs (`QUICK_INPUTS`); the change it
-picks is kept only if the program then agrees better on every input. A trial costs about a
-millisecond (4-line programs, vocabulary 5, length 5, 2 cores). The result is only a candidate:
-`decompile` weighs it like any other.
+picks is kept only if the program then agrees better on every input (else the next best, up to
+`KEPT_TRIED`); at the end the output's table is read once more on every input, for the keys the
+sample never held. A trial costs about a millisecond (4-line programs, vocabulary 5, length 5, 2
+cores). The result is only a candidate: `decompile` weighs it like any other.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from inverse_tracr.programs.values import VarType
 #: Inputs a trial is scored on (of 3,905 for vocabulary 5 and length 5): fitting Tracr's
 #: frac_prevs, hist and a SelectorWidth back from a wrong predicate took 0.14–0.37 s instead of 0.35–1.46 s.
 QUICK_INPUTS = 512
+#: The best changes on the sample that `fit_line` checks on every input, best first, until one agrees better.
+KEPT_TRIED = 3
 
 
 @dataclasses.dataclass
@@ -72,13 +82,19 @@ def fit(program: Program, behaviour: Behaviour, deadline: float) -> Fitted | Non
             passes_improve = any([state.fit_line(i, deadline) for i in reversed(range(len(state.lines)))])  # noqa: C419 - every line
         lines = reversed(range(len(state.lines)))
         moved = state.rebuild_output(deadline) or next(
-            (p for i in lines for move in (state.rewire, state.swap_function) if (p := move(i, deadline)) is not None), None)
+            (p for i in lines for move in (state.rewire, state.swap_function) if (p := move(i, deadline)) is not None), None
+        ) or state.rebuild_output(deadline, anything=True)
         if moved is None:
             break
         state = state.restart(moved)
-    if state.agreement.agreement <= start:
+    # The output's table was read on the sample: keys it never holds kept their old entries.
+    program, agreement = state.program, state.agreement
+    whole = _State(program, behaviour, state.trials, quick=len(behaviour.inputs))
+    if (read := whole.read_output()) is not None:
+        program, agreement = read, whole.agreement
+    if agreement.agreement <= start:
         return None
-    return Fitted(state.program, state.agreement, state.trials)
+    return Fitted(program, agreement, whole.trials)
 
 
 @dataclasses.dataclass
@@ -97,9 +113,9 @@ class _State:
     inputs, and how far it agrees with the model — on the sample (`score`, what trials are compared
     with) and on every input (`agreement`, what a change must beat to be kept)."""
 
-    def __init__(self, program: Program, behaviour: Behaviour, trials: int = 0):
+    def __init__(self, program: Program, behaviour: Behaviour, trials: int = 0, quick: int = QUICK_INPUTS):
         # Trials are scored on a sample of the inputs; a change is kept only if it agrees better on all.
-        self.full, self.behaviour = behaviour, behaviour.sample(QUICK_INPUTS)
+        self.full, self.behaviour = behaviour, behaviour.sample(quick)
         self.types, self.ranked, self.trials = program.types, program.ranked, trials
         self.lines = list(program.lines)
         index = {line.ret: i for i, line in enumerate(self.lines)}
@@ -141,8 +157,11 @@ class _State:
         return [Group(g.rows, g.tokens, g.env[output], np.any([np.broadcast_to(a, len(g.rows)) for a in g.averaged.values()], axis=0))
                 for g in lengths]
 
-    def _trial(self, i: int, line: Line) -> float:
-        """The agreement on the sample with line i replaced by `line` (of the same type)."""
+    def _trial(self, i: int, line: Line) -> tuple[float, list[Line]]:
+        """The agreement on the sample with line i replaced by `line` (of the same type), and the
+        lines tried: an output table read off the model (`read_output`) is read again for them —
+        else a change upstream is judged by a table read for the lines it changes, and the right
+        change looks wrong where the table must change with it."""
         self.trials += 1
         lines = list(self.lines)
         lines[i] = line
@@ -157,9 +176,14 @@ class _State:
             try:
                 program = Program(lines, self.program.vocab, self.program.max_seq_len, self.program.causal)
             except ProgramError:
-                return -1.0
-            return self.behaviour.agreement(program).agreement
-        return self.behaviour.agreement(self.program, groups).agreement
+                return -1.0, lines
+            return self.behaviour.agreement(program).agreement, lines
+        if i < len(lines) - 1 and self._table_output():
+            out = lines[-1]
+            table, score = self._read(out.op, out.operands, out.fn, trial)
+            lines[-1] = out._replace(fn=table)
+            return score, lines
+        return self.behaviour.agreement(self.program, groups).agreement, lines
 
     def fit_line(self, i: int, deadline: float) -> bool:
         """Change line i's table one entry at a time, each time the change that agrees best, while
@@ -172,22 +196,23 @@ class _State:
         improved = False
         while time.perf_counter() < deadline:
             table = self.lines[i].fn
-            best, best_table = self.score, None
+            better = []  # (score on the sample, order tried, lines) of every change that agrees better there
             for e in range(len(table)):
                 for value in self._alternatives(i, table, e):
                     if time.perf_counter() >= deadline:
                         break
-                    changed = table[:e] + (value,) + table[e + 1:]
-                    score = self._trial(i, line._replace(fn=changed))
-                    if score > best + 1e-12:
-                        best, best_table = score, changed
-            if best_table is None:
-                return improved
-            self.lines[i] = self.lines[i]._replace(fn=best_table)
-            program = self._better(self.lines)
+                    score, lines = self._trial(i, line._replace(fn=table[:e] + (value,) + table[e + 1:]))
+                    if score > self.score + 1e-12:
+                        better.append((-score, len(better), lines))
+            # The sample can rank a change first that does not agree better on every input; the next may.
+            kept = ((lines, program) for _, _, lines in sorted(better)[:KEPT_TRIED] if (program := self._better(lines)) is not None)
+            best_lines, program = next(kept, (None, None))
             if program is None:
-                self.lines[i] = self.lines[i]._replace(fn=table)
                 return improved
+            if best_lines[-1] != self.lines[-1]:  # the output's table read again: its values may be others
+                out = best_lines[-1]
+                self.types = {**self.types, out.ret: ops.result_type(out.op, out.fn, [self.types[o] for o in out.operands], self.program.max_seq_len)}
+            self.lines = best_lines
             self._adopt(program, [i, *self.downstream[i]])
             improved = True
         return improved
@@ -204,11 +229,10 @@ class _State:
                 if time.perf_counter() >= deadline:
                     break
                 if other != operand and _interchangeable(self.types[other], self.types[operand], line.op == "Aggregate" and k == 1):
-                    rewired = line._replace(operands=line.operands[:k] + (other,) + line.operands[k + 1:])
-                    score = self._trial(i, rewired)
+                    score, lines = self._trial(i, line._replace(operands=line.operands[:k] + (other,) + line.operands[k + 1:]))
                     if score > best + 1e-12:
-                        best, found = score, rewired
-        return None if found is None else self._better([*self.lines[:i], found, *self.lines[i + 1:]])
+                        best, found = score, lines
+        return None if found is None else self._better(found)
 
     def swap_function(self, i: int, deadline: float) -> Program | None:
         """The program with line i's table replaced by the library function that agrees best, if
@@ -257,38 +281,54 @@ class _State:
         SequenceMap of categorical operands), if it agrees better — as a Map of one of the operands
         where that agrees as well (the table read ignores the other)."""
         line = self.lines[-1]
+        if not self._table_output():
+            return None
         simpler = [("Map", (o,)) for o in line.operands] if line.op == "SequenceMap" else []
-        return self._read_best(line, [*simpler, (line.op, line.operands)], deadline=None)
+        return self._read_best([*simpler, (line.op, line.operands)], deadline=None, append=False)
 
-    def rebuild_output(self, deadline: float) -> Program | None:
-        """The program whose output line is another categorical Map or SequenceMap — of any earlier
+    def rebuild_output(self, deadline: float, anything: bool = False) -> Program | None:
+        """The program with another output line — a categorical Map or SequenceMap of any earlier
         categorical variables, its table read off the model — the one that agrees best (a Map
         before a SequenceMap), if that agrees better; lines the output then no longer reads fall
         away. The way out where the output's operands or operation are wrong: its table then is
-        too, so rewiring alone never helps."""
-        line = self.lines[-1]
-        names = [v for v in self._earlier(len(self.lines) - 1) if self._readable((v,))]
-        tried = [*(("Map", (a,)) for a in names), *(("SequenceMap", (a, b)) for a in names for b in names if a != b)]
-        return self._read_best(line, [t for t in tried if t != (line.op, line.operands)], deadline)
+        too, so rewiring alone never helps.
 
-    def _read_best(self, line: Line, tried: list[tuple[str, tuple[str, ...]]], deadline: float | None) -> Program | None:
+        Only for an output the meta-model says is a categorical table, unless `anything`: then the
+        new line may read any variable, the current output too, and follows it — fitting's last
+        resort, tried when no other move helps. (Rebuilding every output from the start lost more
+        programs than it gained: a table over whatever variables are there fits the majority of the
+        outputs and drops the lines that matter, e.g. a SelectorWidth output made a SequenceMap of tokens.)"""
+        line = self.lines[-1]
+        if not (anything and self._readable(()) or self._table_output()):
+            return None
+        names = [v for v in self._earlier(len(self.lines) if anything else len(self.lines) - 1) if self._readable((v,))]
+        tried = [*(("Map", (a,)) for a in names), *(("SequenceMap", (a, b)) for a in names for b in names if a != b)]
+        return self._read_best([t for t in tried if t != (line.op, line.operands)], deadline, append=anything)
+
+    def _table_output(self) -> bool:
+        line = self.lines[-1]
+        return line.op in ("Map", "SequenceMap") and self._readable(line.operands)
+
+    def _read_best(self, tried: list[tuple[str, tuple[str, ...]]], deadline: float | None, append: bool) -> Program | None:
         """Of output lines `tried` (operation, operands), each with its table read off the model, the
         program with the one that agrees best on the sample (the first of equals), if it agrees
-        better on every input. Only for an output the meta-model says is a categorical table: one
-        that is not (a SelectorWidth, an Aggregate) is not made one — a table over whatever is there
-        fits the majority and drops the lines that matter."""
-        if line.op not in ("Map", "SequenceMap") or not self._readable(line.operands):
-            return None
+        better on every input; the new line replaces the output line, or follows it (`append`)."""
+        line = self.lines[-1]
         best, found = self.score, None
         for op, operands in tried:
             if deadline is not None and time.perf_counter() >= deadline:
                 break
-            if self._readable(operands):
-                self.trials += 1
-                table, score = self._read(op, operands, line.fn if (op, operands) == (line.op, line.operands) else None)
-                if score > best + 1e-12:
-                    best, found = score, Line(op, table, operands, line.ret)
-        return None if found is None or found == line else self._better([*self.lines[:-1], found])
+            self.trials += 1
+            table, score = self._read(op, operands, line.fn if (op, operands) == (line.op, line.operands) else None)
+            if score > best + 1e-12:
+                best, found = score, Line(op, table, operands, self._fresh() if append else line.ret)
+        if found is None or found == line:
+            return None
+        return self._better([*self.lines, found] if append else [*self.lines[:-1], found])
+
+    def _fresh(self) -> str:
+        """A variable name no line has."""
+        return next(name for k in range(len(self.lines) + 1, 2 * len(self.lines) + 2) if (name := f"v{k}") not in self.types)
 
     def _earlier(self, i: int) -> list[str]:
         """The variables line i may read: the inputs and the lines before it."""
@@ -299,7 +339,7 @@ class _State:
         types = [self.types[o] for o in operands]
         return self.behaviour.model.layout.output_values is not None and not any(t.numerical or t.selector for t in types)
 
-    def _read(self, op: str, operands: tuple[str, ...], old: tuple | None = None) -> tuple[tuple, float]:
+    def _read(self, op: str, operands: tuple[str, ...], old: tuple | None = None, lengths: list[_Length] | None = None) -> tuple[tuple, float]:
         """The table of an output line `op(*operands)` read off the model on the sample — each entry
         the model's commonest output where the operands hold its key (a pair), by majority since a
         wrong earlier line misleads some inputs; None where it mostly writes nothing; `old`'s
@@ -309,7 +349,7 @@ class _State:
         width = len(self.types[operands[-1]].values) if op == "SequenceMap" else 1
         counts = np.zeros((len(self.types[operands[0]].values) * width, nothing + 1), np.int64)
         unread = 0  # positions where the model writes and the program defines nothing
-        for g in self.lengths:
+        for g in lengths or self.lengths:
             got, written = self.behaviour.outputs(g.tokens.shape[1])  # the sample's: a majority needs no more
             keys = g.env[operands[0]] if op == "Map" else table_index(g.env[operands[0]], g.env[operands[1]], width)
             inside = keys >= 0
