@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--eval-programs", type=int, default=300)
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
     parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
+    parser.add_argument("--augment", default="", help="exact symmetries drawn for every example, comma-separated (meta/augment.py)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well")
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished runs instead of training one")
     parser.add_argument("--plot", default="meta_cpu.png", help="with --compare: where the learning curves go")
@@ -88,6 +89,7 @@ def main() -> None:
 
     config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, model=model, steps=args.steps, batch_size=args.batch_size,
                          size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
+                         augment=tuple(name for name in args.augment.split(",") if name),
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
     started = time.monotonic()
     figures = train(config, logdir=f"/tmp/runs/{args.run}")
@@ -95,7 +97,7 @@ def main() -> None:
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
     bench = {"recipe": {"preset": args.preset, "attention": args.attention, "weight_tokens": args.weight_tokens, "steps": args.steps,
-                        "batch_size": args.batch_size, "size_pool": args.size_pool},
+                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none"},
              "search": {k: getattr(SEARCH, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
     for data, split in ((None, "val"), (args.held_out, "all")):

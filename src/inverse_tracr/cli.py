@@ -61,16 +61,16 @@ def _shard_range(text: str) -> range:
     return range(start, stop)
 
 
-def _kind_list(text: str) -> tuple[str, ...]:
-    """Zoo kinds from "a,b" or a JSON list (the chart's `kinds` workflow parameter)."""
+def _name_list(text: str) -> tuple[str, ...]:
+    """Names (zoo kinds, symmetries) from "a,b" or a JSON list (the chart's `kinds` workflow parameter)."""
     if text.lstrip().startswith("["):
         import json
 
         try:
             return tuple(str(kind) for kind in json.loads(text))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a JSON list of kinds, got {text!r}") from None
-    return tuple(kind.strip() for kind in text.split(","))
+            raise argparse.ArgumentTypeError(f"expected a JSON list of names, got {text!r}") from None
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _where(tr, run=True)
-    tr.add_argument("--kinds", default=",".join(_default(TrainConfig, "kinds")), type=_kind_list,
+    tr.add_argument("--kinds", default=",".join(_default(TrainConfig, "kinds")), type=_name_list,
                     help='zoo kinds to train on, comma-separated or a JSON list like ["standard","compressed"] (default: %(default)s)')
     tr.add_argument("--preset", default=_default(MetaConfig, "preset"), choices=sorted(PRESETS), help="model size (default: %(default)s)")
     tr.add_argument("--decoder", default=_default(MetaConfig, "decoder"), choices=["autoregressive", "slots"], help="program decoder (default: %(default)s)")
@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loader-workers", type=int, default=_default(TrainConfig, "loader_workers"), help="data-loader processes per rank (default: %(default)s)")
     tr.add_argument("--cache-mb", type=int, default=_default(TrainConfig, "cache_mb"),
                     help="MiB of decoded examples each loader process keeps for later epochs; 0: decode every time (default: %(default)s)")
+    tr.add_argument("--augment", type=_name_list, default=_default(TrainConfig, "augment"),
+                    help="exact symmetries of the weights drawn anew for every example seen, comma-separated: hidden (MLP units "
+                         "reordered), residual (residual basis permuted); neuron weight tokens only (default: none)")
     tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
     tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
     tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")

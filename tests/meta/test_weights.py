@@ -6,6 +6,7 @@ import numpy as np
 
 from inverse_tracr.meta import weights
 from inverse_tracr.zoo import read_samples
+from weight_tools import permute_residual
 
 
 def test_weight_chunks_reassemble_to_the_original_tensors(small_zoo):
@@ -22,21 +23,6 @@ def test_weight_chunks_reassemble_to_the_original_tensors(small_zoo):
         features = tokens.features()
         assert features.shape == (len(tokens), weights.FEATURES)
         assert (features[:, weights.CHUNK : weights.CHUNK + len(weights.PARAM_TYPES)].sum(1) == 1).all()
-
-
-def _permute_residual(params: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
-    """The same model with its residual dimensions reordered: every tensor's residual axis at once."""
-    out = {}
-    for name, array in params.items():
-        if name.endswith(("embeddings", "attn/linear/w", "mlp/linear_2/w")):
-            out[name] = array[..., order]
-        elif name.endswith(("attn/linear/b", "mlp/linear_2/b")):
-            out[name] = array[order]
-        elif name.endswith("/w"):
-            out[name] = array[order]
-        else:
-            out[name] = array
-    return out
 
 
 def test_neuron_tokens_hold_each_unit_in_residual_coordinates_and_follow_a_permuted_basis(small_zoo):
@@ -60,7 +46,7 @@ def test_neuron_tokens_hold_each_unit_in_residual_coordinates_and_follow_a_permu
         assert (kinds == "token_embed").sum() == (np.abs(params["token_embed/embeddings"]).sum(1) > 0).sum()
         # the same model in another residual basis: the same tokens, their vectors permuted alike
         order = np.random.default_rng(0).permutation(d)
-        permuted = weights.features(_permute_residual(params, order), "neurons")
+        permuted = weights.features(permute_residual(params, order), "neurons")
         np.testing.assert_array_equal(permuted[:, :d], tokens[:, :d][:, order])
         np.testing.assert_array_equal(permuted[:, r : r + d], tokens[:, r : r + d][:, order])
         np.testing.assert_array_equal(permuted[:, 2 * r :], tokens[:, 2 * r :])

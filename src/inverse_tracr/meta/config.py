@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from inverse_tracr.meta import augment as augmentation
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.presets import PRESETS
 
@@ -56,6 +57,7 @@ class TrainConfig:
     size_pool: int = 16  # batches' worth of examples sorted by length, for less padding (`data.by_size`); 1: random batches
     loader_workers: int = 0
     cache_mb: int = 1024  # decoded examples kept in memory per loader process, for later epochs (`data.Cache`)
+    augment: tuple[str, ...] = ()  # exact symmetries drawn for every example seen (`meta.augment`): hidden, residual
     checkpoint_every: int = 200
     log_every: int = 10
     mixed_precision: str = "no"  # "bf16" on GPUs
@@ -65,16 +67,17 @@ class TrainConfig:
             raise ValueError(f"size_pool must be at least 1, got {self.size_pool}")
         if self.cache_mb < 0:
             raise ValueError(f"cache_mb must be at least 0, got {self.cache_mb}")
+        augmentation.check(self.augment, self.model.weight_tokens)
         if self.lr is None:
             object.__setattr__(self, "lr", PRESETS[self.model.preset].lr)
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "kinds": list(self.kinds)}
+        return {**dataclasses.asdict(self), "kinds": list(self.kinds), "augment": list(self.augment)}
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         # Runs recorded before a setting existed used what is now its other choice: weight chunks, random batches.
-        return cls(**{"size_pool": 1, **data, "kinds": tuple(data["kinds"]),
+        return cls(**{"size_pool": 1, **data, "kinds": tuple(data["kinds"]), "augment": tuple(data.get("augment", ())),
                       "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
 
 

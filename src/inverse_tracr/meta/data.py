@@ -14,12 +14,14 @@ import functools
 import itertools
 import random
 import sys
+from typing import Sequence
 
 import numpy as np
 import torch
 import webdataset as wds
 
 from inverse_tracr.meta import vocab, weights
+from inverse_tracr.meta.augment import augment
 from inverse_tracr.zoo import sample as sample_format
 from inverse_tracr.zoo.shards import expand
 from inverse_tracr.zoo.splits import split_of
@@ -136,11 +138,16 @@ def quiet_handover(worker_id: int) -> None:
 
 
 def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000, seed: int = 0, repeat: bool = True,
-           weight_tokens: str = weights.DEFAULT_FORM, cache_mb: int = 0):
+           weight_tokens: str = weights.DEFAULT_FORM, cache_mb: int = 0, symmetries: Sequence[str] = ()):
     """An IterableDataset of Examples from shard URLs (any store; brace patterns allowed); decoded
-    examples are kept up to `cache_mb` per process (`Cache`)."""
+    examples are kept up to `cache_mb` per process (`Cache`), and each one handed out is drawn
+    anew under `symmetries` (`meta.augment`; seeded: a resumed run draws the same)."""
     register_webdataset_schemes()
     cache = Cache(cache_mb)
+    rng = np.random.default_rng(seed)
+
+    def draw(e: Example) -> Example:
+        return dataclasses.replace(e, features=augment(e.features, symmetries, rng)) if symmetries else e
 
     def decode(files):
         return cache.get(files, lambda f: example(sample_format.decode(f, f.get("__url__", "")), max_chunks, weight_tokens))
@@ -162,4 +169,4 @@ def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000,
     dataset = dataset.select(wanted)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    return dataset.map(decode, handler=wds.warn_and_continue).select(lambda e: e is not None)
+    return dataset.map(decode, handler=wds.warn_and_continue).select(lambda e: e is not None).map(draw)

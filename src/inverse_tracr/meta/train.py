@@ -76,7 +76,7 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
     dataset = stream(urls, config.split, config.model.max_chunks, config.shuffle_buffer, config.seed,
-                     weight_tokens=config.model.weight_tokens, cache_mb=config.cache_mb)
+                     weight_tokens=config.model.weight_tokens, cache_mb=config.cache_mb, symmetries=config.augment)
     dataset = dataset.compose(by_size(config.batch_size, config.size_pool, config.seed))
     loader = DataLoader(dataset, batch_size=None, num_workers=config.loader_workers, worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG

@@ -1,0 +1,87 @@
+"""Symmetries as augmentation: the tokens drawn are those of a model that computes the same."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from inverse_tracr.compile.check import inputs_for
+from inverse_tracr.compile.forward import residual_output, token_ids
+from inverse_tracr.compile.model import CompiledModel, Layout
+from inverse_tracr.meta import augment, weights
+from inverse_tracr.meta.config import MetaConfig, TrainConfig
+from inverse_tracr.meta.data import stream
+from inverse_tracr.zoo import read_samples
+from weight_tools import permute_hidden, permute_residual
+
+MLP_UNIT = weights.PARAM_TYPES.index("mlp_in_w")
+
+
+def _residual(params, layout, ids):
+    return residual_output(CompiledModel(params, layout), ids)
+
+
+def _sorted_rows(features: np.ndarray) -> np.ndarray:
+    return features[np.lexsort(features.T[::-1])]
+
+
+def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo):
+    rng = np.random.default_rng(0)
+    for sample in itertools.islice(read_samples(str(small_zoo / "small/standard/shard-000000.tar")), 4):
+        params, layout = sample.params, Layout.from_json(sample.meta["model"])
+        longest = [x for x in inputs_for(sample.program.vocab, sample.program.max_seq_len)[0] if len(x) == sample.program.max_seq_len]
+        ids = token_ids(CompiledModel(params, layout), longest[:200])
+        tokens = weights.features(params, "neurons")
+        before = _residual(params, layout, ids)
+        # residual: the permuted model's stream is the model's, in the permuted basis; its tokens are the tokens permuted
+        d = params["token_embed/embeddings"].shape[1]
+        order = rng.permutation(d)
+        np.testing.assert_allclose(_residual(permute_residual(params, order), layout, ids), before[..., order], atol=1e-4)
+        np.testing.assert_array_equal(weights.features(permute_residual(params, order), "neurons"), augment.permute_residual(tokens, order))
+        assert augment.residual_width(tokens) <= d
+        # hidden: reordered MLP units compute the same stream; the drawn tokens are such a model's, up to the units' order
+        reordered = params
+        for layer in range(layout.num_layers):
+            hidden = params[f"transformer/layer_{layer}/mlp/linear_1/w"].shape[1]
+            reordered = permute_hidden(reordered, layer, rng.permutation(hidden))
+        np.testing.assert_allclose(_residual(reordered, layout, ids), before, atol=1e-4)
+        drawn, expected = augment.permute_hidden(tokens, rng), weights.features(reordered, "neurons")
+        kinds, layers = tokens[:, augment._TYPE].argmax(1), tokens[:, augment._LAYER].argmax(1)
+        np.testing.assert_array_equal(drawn[kinds != MLP_UNIT], expected[kinds != MLP_UNIT])
+        for layer in range(layout.num_layers):
+            units = (kinds == MLP_UNIT) & (layers == layer)
+            np.testing.assert_array_equal(_sorted_rows(drawn[units]), _sorted_rows(expected[units]))
+        units = kinds == MLP_UNIT
+        if units.sum() > 2:  # some order other than the given one is drawn
+            assert any(not np.array_equal(augment.permute_hidden(tokens, rng)[units], tokens[units]) for _ in range(5))
+
+def test_training_draws_each_example_anew_every_time_and_a_rerun_draws_the_same(small_zoo):
+    urls = str(small_zoo / "small/standard/shard-{000000..000001}.tar")
+
+    def first(n, symmetries):
+        return list(itertools.islice(iter(stream(urls, None, 512, shuffle_buffer=0, seed=3, symmetries=symmetries)), n))
+
+    plain, drawn, again = first(24, ()), first(24, ("hidden", "residual")), first(24, ("hidden", "residual"))
+    assert [e.key for e in plain] == [e.key for e in drawn] and [e.ids for e in plain] == [e.ids for e in drawn]
+    for a, b in zip(drawn, again):
+        np.testing.assert_array_equal(a.features, b.features)
+    for p, a in zip(plain, drawn):  # the same units, other coordinates: as many tokens, their weights' magnitudes kept
+        assert a.features.shape == p.features.shape
+        np.testing.assert_array_equal(np.sort(np.abs(a.features).ravel()), np.sort(np.abs(p.features).ravel()))
+    assert sum(not np.array_equal(p.features, a.features) for p, a in zip(plain, drawn)) >= 20
+    # 12 programs: the second epoch shows each one again, under other symmetries
+    assert all(drawn[i].key == drawn[i + 12].key and not np.array_equal(drawn[i].features, drawn[i + 12].features) for i in range(12))
+
+
+def test_unknown_symmetries_and_chunk_tokens_are_refused_and_the_setting_is_recorded():
+    with pytest.raises(ValueError, match="unknown symmetry 'mirror'"):
+        TrainConfig(store="s", zoo="z", augment=("hidden", "mirror"))
+    with pytest.raises(ValueError, match="neuron weight tokens"):
+        TrainConfig(store="s", zoo="z", augment=("hidden",), model=MetaConfig(weight_tokens="chunks"))
+    config = TrainConfig(store="s", zoo="z", augment=("residual",))
+    assert TrainConfig.from_json(config.to_json()) == config
+    recorded = config.to_json()
+    del recorded["augment"]  # a run recorded before the setting existed drew no symmetries
+    assert TrainConfig.from_json(recorded).augment == ()
