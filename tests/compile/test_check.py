@@ -69,3 +69,15 @@ def test_a_numerical_none_counts_as_the_zero_a_compiled_model_writes_there():
     silent_first = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q and q > 0), rasp.tokens)
     quiet = Behaviour.of(compile_program(here)).agreement(Program.from_rasp(rasp.numerical(rasp.Map(low, silent_first)), range(5), 5))
     assert 0.6 < quiet.defined < 1 and quiet.agreement < 0.9
+
+
+def test_where_a_candidate_averages_several_values_rasp_says_and_elsewhere_its_tables_do():
+    copy = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), rasp.tokens), range(5), 5)
+    behaviour = Behaviour.of(compile_program(copy))
+    # the mean of the tokens up to each position: a table lookup where they are all equal, rasp's
+    # average elsewhere, which equals the model's token there only by chance ([2, 0, 1] ends in 1.0)
+    prefix_mean = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), rasp.tokens), range(5), 5)
+    found = behaviour.agreement(prefix_mean)
+    inputs = [x for x in behaviour.inputs if x]
+    assert found.positions == sum(map(len, inputs)) and found.defined == 1.0
+    assert found.matches == sum(sum(x[: q + 1]) == x[q] * (q + 1) for x in inputs for q in range(len(x)))
