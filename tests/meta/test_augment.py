@@ -57,6 +57,7 @@ def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo)
         if units.sum() > 2:  # some order other than the given one is drawn
             assert any(not np.array_equal(augment.permute_hidden(tokens, rng)[units], tokens[units]) for _ in range(5))
 
+
 def test_training_draws_each_example_anew_every_time_and_a_rerun_draws_the_same(small_zoo):
     urls = str(small_zoo / "small/standard/shard-{000000..000001}.tar")
 

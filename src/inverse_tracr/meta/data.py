@@ -147,7 +147,7 @@ def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000,
     rng = np.random.default_rng(seed)
 
     def draw(e: Example) -> Example:
-        return dataclasses.replace(e, features=augment(e.features, symmetries, rng)) if symmetries else e
+        return dataclasses.replace(e, features=augment(e.features, symmetries, rng))
 
     def decode(files):
         return cache.get(files, lambda f: example(sample_format.decode(f, f.get("__url__", "")), max_chunks, weight_tokens))
@@ -169,4 +169,5 @@ def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000,
     dataset = dataset.select(wanted)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-    return dataset.map(decode, handler=wds.warn_and_continue).select(lambda e: e is not None).map(draw)
+    dataset = dataset.map(decode, handler=wds.warn_and_continue).select(lambda e: e is not None)
+    return dataset.map(draw) if symmetries else dataset
