@@ -551,10 +551,13 @@ def _decompile(args: argparse.Namespace) -> int:
     for i, text in enumerate(result.program.source().splitlines()):
         differs = true is not None and (i >= len(true.lines) or i >= len(result.program.lines) or true.lines[i] != result.program.lines[i])
         print(f"{'*' if differs and i < len(result.program.lines) else ' '} {text}")
+    if model.layout.readout:  # a student: its weights verify, not its behaviour (meta.decompile)
+        bar, certificate = f"the student agreed with its teacher on {e.threshold:.2%}", "compiled again, folds into the student's weights"
+    else:
+        bar, certificate = f"verified needs {e.threshold:.2%}", "recompiled to the same weights"
     print(f"agreement with the model: {e.agreement:.2%} of the {e.defined:.0%} of outputs it defines, on "
-          f"{e.inputs} {'(all)' if e.exhaustive else 'random'} inputs (verified needs {e.threshold:.2%}); "
-          f"recompiled to the same weights: {e.identical_weights}; {e.candidates} candidate(s) in {e.seconds:.2f} s"
-          f"{f', found by {e.found_by}' if e.found_by else ''}")
+          f"{e.inputs} {'(all)' if e.exhaustive else 'random'} inputs ({bar}); {certificate}: {e.identical_weights}; "
+          f"{e.candidates} candidate(s) in {e.seconds:.2f} s{f', found by {e.found_by}' if e.found_by else ''}")
     if e.reader_refusal:
         print(f"reader: {e.reader_refusal}")
     return 0

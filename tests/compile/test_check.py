@@ -8,6 +8,7 @@ from tracr.rasp import rasp
 
 from inverse_tracr.compile.check import Behaviour, verifies
 from inverse_tracr.compile.compiler import compile_program
+from inverse_tracr.compile.model import READOUT
 from inverse_tracr.compile.verify import same_value
 from inverse_tracr.programs import Program
 
@@ -23,6 +24,20 @@ def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students()
     rotated = Behaviour.of(rotated_student(compile_program(hist)))
     assert rotated.agreement(hist).agreement == 1.0
     assert rotated.agreement(Program.from_rasp(lib.make_length(), range(5), 5)).agreement < 0.6
+
+
+def test_a_student_is_compared_as_its_gates_measured_it_its_argmax_and_numbers_within_their_tolerance():
+    # A student that says its teacher's values softly (largest score 0.3, as trained students do),
+    # and one whose numbers are 1 % off: each is still its program's, as its gates measured it.
+    hist = Program.from_rasp(lib.make_hist(), range(5), 5)
+    soft = rotated_student(compile_program(hist))
+    soft.params[READOUT] = soft.params[READOUT] * 0.3
+    assert Behaviour.of(soft).agreement(hist).agreement == 1.0
+    frac = Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 1), range(5), 5)
+    off = rotated_student(compile_program(frac))
+    off.params[READOUT] = off.params[READOUT] * 1.01
+    assert Behaviour.of(off).agreement(frac).agreement == 1.0
+    assert Behaviour.of(off).agreement(Program.from_rasp(lib.make_frac_prevs(rasp.tokens == 2), range(5), 5)).agreement < 0.9
 
 
 def test_a_candidate_of_the_wrong_kind_scores_zero_and_never_raises():

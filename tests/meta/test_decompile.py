@@ -7,10 +7,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import cli_env
-from distill_tools import rotated_student
+from distill_tools import MAPPED, rotated_student, with_entry
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
@@ -19,7 +20,7 @@ from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD
 from inverse_tracr.meta import search, vocab, weights
 from inverse_tracr.meta.config import MetaConfig, SearchConfig
-from inverse_tracr.meta.decompile import decompile, model_from_sample, model_from_tracr
+from inverse_tracr.meta.decompile import certify, decompile, model_from_sample, model_from_tracr
 from inverse_tracr.meta.model import MetaModel
 from inverse_tracr.programs import Program
 from inverse_tracr.zoo import read_samples
@@ -90,6 +91,26 @@ def test_an_unverified_answer_says_so_with_its_best_agreement():
     assert evidence.method == "meta-model" and evidence.reader_refusal.startswith("not a compiled Tracr layout")
     assert not evidence.verified and evidence.agreement < 1.0 and evidence.identical_weights is None
     assert decompile(rotated, None, "reader").program is None  # the reader alone: no answer, no guess
+
+
+def test_a_students_answer_is_verified_by_its_weights_not_by_agreeing_as_well_as_the_student_did():
+    exact = rotated_student(compile_program(MAPPED))  # a compressed student as faithful as its teacher
+    behaviour = Behaviour.of(exact)
+    output = MAPPED.lines[-1].fn
+    # One output entry off: it agrees with the student on 93 % of outputs, as often as a student
+    # that passed the gates would, but it is another program.
+    wrong = with_entry(MAPPED, len(MAPPED.lines) - 1, next(i for i, v in enumerate(output) if output.count(v) > 1))
+    assert 0.9 <= behaviour.agreement(wrong).agreement < 1.0
+    assert certify(MAPPED, behaviour.agreement(MAPPED), exact, 0.9, behaviour.numerical) == (True, True)
+    assert certify(wrong, behaviour.agreement(wrong), exact, 0.9, behaviour.numerical) == (False, False)
+    # Every weight nudged: a student trained from scratch, which nothing certifies however it behaves.
+    rng = np.random.default_rng(0)
+    natural = dataclasses.replace(exact, params={k: v + rng.normal(scale=0.01, size=v.shape).astype(np.float32) for k, v in exact.params.items()})
+    assert Behaviour.of(natural).agreement(MAPPED).agreement == 1.0
+    assert certify(MAPPED, Behaviour.of(natural).agreement(MAPPED), natural, 0.9, False) == (False, False)
+    standard = compile_program(MAPPED)  # a standard model: behaviour verifies, recompiling certifies
+    assert certify(wrong, Behaviour.of(standard).agreement(wrong), standard, 1.0, False) == (False, None)
+    assert certify(MAPPED, Behaviour.of(standard).agreement(MAPPED), standard, 1.0, False) == (True, True)
 
 
 def test_the_cli_decompiles_a_sample_and_an_npz(small_zoo, tmp_path):

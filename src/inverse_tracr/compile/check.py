@@ -17,6 +17,13 @@ MLP reads nothing; tested on a shifted sequence's first position), so a candidat
 not comparing it let a candidate verify that was None on a fifth of the positions where the model
 says 1. A candidate must also define `MIN_DEFINED` of all positions.
 
+A distilled student is compared as its gates measured it against its teacher: its categorical
+output is no one-hot block (trained to give its teacher's argmax, it may say a value with a score of
+0.3: a student whose gates measured 100 % scored below 0.5 on most positions), so nothing in it says
+None — its argmax is what it says, compared where the candidate defines a value; its numbers agree
+within `verify.STUDENT_ATOL`, not Tracr's tolerance (every numerical student of a held-out zoo
+agreed with its own program on less than a fifth of the outputs at Tracr's).
+
 A causal model (`Layout.causal`) runs with its attention mask, and a candidate is evaluated as its
 own `Program.causal` says (batched, or by `Program.evaluate` where values are averaged): a
 non-causal candidate for a causal model is simply another function, and disagrees where the mask
@@ -34,7 +41,7 @@ import numpy as np
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel
-from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, all_inputs, input_space, same_value
+from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, STUDENT_ATOL, all_inputs, input_space, same_value
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.batch import Group, evaluate_groups
 
@@ -76,6 +83,9 @@ class Behaviour:
     def __init__(self, model: CompiledModel, inputs: Sequence[Sequence[Any]], exhaustive: bool = False):
         self.model, self.inputs, self.exhaustive = model, [list(xs) for xs in inputs], exhaustive
         self.numerical = model.layout.output_values is None
+        #: A categorical student, compared only where the candidate defines a value (module docstring).
+        self.student = model.layout.readout and not self.numerical
+        self._atol, self._rtol = (STUDENT_ATOL, 0.0) if model.layout.readout else (ATOL, RTOL)
         self._rows: dict[int, list[int]] = {}  # input length -> the inputs of that length, in order
         for i, xs in enumerate(self.inputs):
             self._rows.setdefault(len(xs), []).append(i)
@@ -84,7 +94,7 @@ class Behaviour:
         for length, rows in self._rows.items():
             scores = forward.output_scores(model, forward.token_ids(model, [self.inputs[i] for i in rows]))
             self._outputs[length] = scores[..., 0] if self.numerical else scores.argmax(axis=-1)
-            self._written[length] = np.ones(scores.shape[:2], bool) if self.numerical else scores.max(axis=-1) > WRITTEN
+            self._written[length] = np.ones(scores.shape[:2], bool) if self.numerical or self.student else scores.max(axis=-1) > WRITTEN
 
     @classmethod
     def of(cls, model: CompiledModel, n: int = 4096, seed: int = 0) -> "Behaviour":
@@ -140,8 +150,8 @@ class Behaviour:
             length = group.tokens.shape[1]
             got, want, defined = self._outputs[length], group.output, group.defined
             # A numerical None is compared as 0 (nan_to_num); the model writes a number everywhere.
-            same = np.isclose(got, np.nan_to_num(want), rtol=RTOL, atol=ATOL) if self.numerical else as_layout[want] == got
-            either = defined | self._written[length]
+            same = np.isclose(got, np.nan_to_num(want), rtol=self._rtol, atol=self._atol) if self.numerical else as_layout[want] == got
+            either = defined if self.student else defined | self._written[length]
             compared += int(either.sum())
             matches += int((same & (defined | self.numerical) & self._written[length]).sum())
             defined_total += int(defined.sum())
@@ -157,11 +167,11 @@ class Behaviour:
                 except (ValueError, TypeError, ArithmeticError):
                     want = [None] * length
                 for g, w, wrote in zip(got, want, written):
-                    if w is not None or wrote:
+                    if w is not None or (wrote and not self.student):
                         compared += 1
                         defined += w is not None
                         w = 0.0 if w is None and self.numerical else w
-                        matches += w is not None and wrote and same_value(g if values is None else values[g], w, numerical=values is None)
+                        matches += w is not None and wrote and same_value(g if values is None else values[g], w, values is None, self._rtol, self._atol)
         return self._result(matches, compared, defined)
 
     def _result(self, matches: int, compared: int, defined: int = 0) -> Agreement:

@@ -32,6 +32,9 @@ from inverse_tracr.programs import Program
 from inverse_tracr.programs.batch import Group, decode, evaluate_groups
 
 RTOL, ATOL = 0.005, 1e-5
+#: A distilled student's numerical outputs agree when within this absolute difference: they are
+#: fractions k/n with n ≤ max_seq_len, at least 1/20 apart, so 0.02 still tells every two apart.
+STUDENT_ATOL = 0.02
 MAX_NONE_FRACTION = 0.5
 #: Input spaces up to this many sequences are checked exhaustively.
 EXHAUSTIVE_LIMIT = 5000
@@ -135,10 +138,10 @@ def verify(model: CompiledModel, inputs: Sequence[Sequence[Any]], expected: Sequ
     return Verification(len(inputs), positions, mismatches, exhaustive)
 
 
-def same_value(got: Any, want: Any, numerical: bool) -> bool:
-    """A model's output against RASP's: numbers within Tracr's tolerance, labels equal (a label
-    where a number is due is simply not equal)."""
+def same_value(got: Any, want: Any, numerical: bool, rtol: float = RTOL, atol: float = ATOL) -> bool:
+    """A model's output against RASP's: numbers within Tracr's tolerance (or the one given), labels
+    equal (a label where a number is due is simply not equal)."""
     if not numerical:
         return got == want
     numbers = (int, float)
-    return isinstance(got, numbers) and isinstance(want, numbers) and math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL)
+    return isinstance(got, numbers) and isinstance(want, numbers) and math.isclose(got, want, rel_tol=rtol, abs_tol=atol)

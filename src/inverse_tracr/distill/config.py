@@ -6,9 +6,6 @@ import dataclasses
 
 KINDS = ("compressed", "natural")
 INPUTS = ("vocabulary", "random")
-#: Numerical outputs agree when within this absolute difference: they are fractions k/n with
-#: n ≤ max_seq_len, at least 1/20 apart, so 0.02 still tells every two apart.
-NUMERICAL_TOLERANCE = 0.02
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,9 +41,9 @@ import numpy as np
 import optax
 
 from inverse_tracr.compile.model import BOS, PAD, Layout
-from inverse_tracr.compile.verify import make_inputs
+from inverse_tracr.compile.verify import STUDENT_ATOL, make_inputs
 from inverse_tracr.distill import padding, student
-from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
+from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.distill.padding import Bucket
 from inverse_tracr.programs import Program
 
@@ -190,7 +190,7 @@ def _losses(trainable, teacher, ids, mask, key, static: _Static, sharpness: jax.
     if static.categorical:
         per_output = optax.softmax_cross_entropy_with_integer_labels(LOGIT_SCALE * s_out, jnp.argmax(t_out, -1))
     else:
-        per_output = ((s_out - t_out)[..., 0] / NUMERICAL_TOLERANCE) ** 2  # ~1 at the edge of agreeing
+        per_output = ((s_out - t_out)[..., 0] / STUDENT_ATOL) ** 2  # ~1 at the edge of agreeing
     output_loss = jnp.sum(per_output * outputs) / jnp.maximum(jnp.sum(outputs), 1)
     total = layer_loss + static.ce_weight * output_loss + static.attention_weight * attention_loss
     return total, {"layer": layer_loss, "output": output_loss, "attention": attention_loss, "student": s_out, "teacher": t_out}
@@ -266,7 +266,7 @@ def _agreement(s_out: np.ndarray, t_out: np.ndarray, defined: np.ndarray, catego
     if categorical:
         same = s_out.argmax(-1) == t_out.argmax(-1)
     else:
-        same = np.abs(s_out[..., 0] - t_out[..., 0]) <= NUMERICAL_TOLERANCE
+        same = np.abs(s_out[..., 0] - t_out[..., 0]) <= STUDENT_ATOL
     return float(same[defined].mean()) if defined.any() else 0.0
 
 

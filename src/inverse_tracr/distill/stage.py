@@ -24,8 +24,9 @@ from typing import Any, Iterable
 
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel, Layout
+from inverse_tracr.compile.verify import STUDENT_ATOL
 from inverse_tracr.compile.workers import MEMORY_LIMIT_MB, AdaptiveTimeout, GuardedPool
-from inverse_tracr.distill.config import NUMERICAL_TOLERANCE, DistillConfig
+from inverse_tracr.distill.config import DistillConfig
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo import sample as sample_format
@@ -106,7 +107,7 @@ def check_stored(model: CompiledModel, program, inputs: list) -> dict[str, Any]:
         for got, want in zip(got_row, program.evaluate(xs)):
             if want is not None:
                 positions += 1
-                agreeing += abs(got - want) <= NUMERICAL_TOLERANCE if model.layout.output_values is None else got == want
+                agreeing += abs(got - want) <= STUDENT_ATOL if model.layout.output_values is None else got == want
     return {"inputs": len(inputs), "positions": positions, "agreeing": agreeing, "accuracy": agreeing / max(positions, 1)}
 
 

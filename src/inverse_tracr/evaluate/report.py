@@ -84,7 +84,7 @@ def markdown(report: dict[str, Any]) -> str:
             rows.append(["greedy", _pct(found["greedy_agrees_fully"]), _pct(greedy["exact"]), _pct(greedy["functional"]), ""])
         rows.append(["search", _pct(found["verified"]), _pct(found["exact"]), _pct(found["functional"]), f"{found['seconds_per_program']:.2f}"])
         out.append(_markdown(rows))
-        out.append(f"\nVerified but not functionally equivalent (must be 0 for compiled models): {found['false_verified']}.")
+        out.append(f"\nVerified but not functionally equivalent (must be 0): {found['false_verified']}.")
     if report.get("reader"):
         read = report["reader"]
         out += ["", "## Exact reader (the weights read directly; not a meta-model figure)", "",

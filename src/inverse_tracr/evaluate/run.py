@@ -142,7 +142,7 @@ def _summarise_search(predictions: list[dict[str, Any]]) -> dict[str, Any]:
         "verified": _share([f["verified"] for f in found]),
         "exact": _share([f["exact"] for f in found]),
         "functional": _share([f["functional"] for f in found]),
-        "false_verified": sum(f["verified"] and not f["functional"] and f["threshold"] >= 1 for f in found),
+        "false_verified": sum(f["verified"] and not f["functional"] for f in found),
         "greedy_agrees_fully": _share(greedy),
         "seconds_per_program": _share([f["seconds"] for f in found]),
         "candidates_per_program": _share([f["candidates"] for f in found]),
