@@ -11,6 +11,7 @@ from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import READOUT
 from inverse_tracr.compile.verify import same_value
 from inverse_tracr.programs import Program
+from inverse_tracr.programs.batch import evaluate_groups
 
 
 def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students():
@@ -96,3 +97,31 @@ def test_where_a_candidate_averages_several_values_rasp_says_and_elsewhere_its_t
     inputs = [x for x in behaviour.inputs if x]
     assert found.positions == sum(map(len, inputs)) and found.defined == 1.0
     assert found.matches == sum(sum(x[: q + 1]) == x[q] * (q + 1) for x in inputs for q in range(len(x)))
+
+
+def test_where_a_candidate_averages_its_agreement_is_what_rasp_says(monkeypatch):
+    # A categorical Aggregate that averages several numbers is no table lookup: rasp.evaluate
+    # gives the mean (checking Tracr's sort that way, input by input, took 0.5 s a candidate). The
+    # batch knows the mean where it is one of the values, and that one which is none of the
+    # candidate's values is none of the model's labels either — unless the model has labels the
+    # candidate has not (evens: the mean of 0 and 2 is 1): only those inputs go to rasp.evaluate.
+    copy = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), rasp.tokens), range(5), 4)
+    behaviour = Behaviour.of(compile_program(copy))
+    evens = rasp.categorical(rasp.Map(lambda x: x - x % 2, rasp.tokens))
+    for values, by_rasp in ((rasp.tokens, False), (evens, True)):
+        averaging = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ), values), range(5), 4)
+        expected = compared = 0
+        for length, rows in behaviour.rows_by_length():
+            got, written = behaviour.outputs(length)
+            for r, i in enumerate(rows):
+                want = averaging.evaluate(behaviour.inputs[i])
+                for g, w, wrote in zip(got[r].tolist(), want, written[r].tolist()):
+                    compared += w is not None or wrote
+                    expected += w is not None and wrote and same_value(g, w, numerical=False)
+        calls = []
+        monkeypatch.setattr(Program, "evaluate", lambda self, xs: calls.append(xs) or rasp.evaluate(self.to_rasp(), list(xs)))
+        agreement = behaviour.agreement(averaging)
+        monkeypatch.undo()
+        assert (agreement.matches, agreement.positions) == (expected, compared) and 0.2 < agreement.agreement < 0.9
+        outside = sum(int(g.outside.sum()) for g in evaluate_groups(averaging, behaviour.inputs))
+        assert outside > 100 and len(calls) == (outside if by_rasp else 0)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from distill_tools import MAPPED, rotated_student, with_entry
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+from inverse_tracr.compile import fit
 from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD
@@ -160,3 +162,23 @@ def test_repair_rounds_climb_from_the_best_candidates_not_forked_before_and_stop
     forked.clear()
     flat = decompile(compiled, model, "meta", 1.5, config)  # the real agreement: nothing gets closer than 1.0
     assert flat.evidence.agreement == 1.0 and 1 <= len(forked) <= 2  # one round, then it stops
+
+
+def test_no_fit_starts_once_the_budget_is_spent(zoo32, overfit, monkeypatch):
+    # A fit may take what is left of the budget; the candidates after it in the same round must then
+    # not be fitted (on Tracr's sort, each late fit cost 0.3–0.5 s beyond a 2 s budget).
+    model, _ = overfit
+    samples = list(read_samples(str(zoo32 / "z/standard/shard-000000.tar")))
+    compiled, _ = model_from_sample(samples[0])
+    others = [search.Candidate([], -i, "beam", program=s.program) for i, s in enumerate(samples[1:5])]
+    started = []
+
+    def slow(program, behaviour, deadline):
+        started.append(time.perf_counter() < deadline)
+        time.sleep(max(0.0, deadline - time.perf_counter()))
+        return None
+
+    monkeypatch.setattr(search, "beam_search", lambda *args: others)
+    monkeypatch.setattr(fit, "fit", slow)
+    result = decompile(compiled, model, "meta", 1.5, SearchConfig(beam=4, repair_rounds=3, budget_seconds=3))
+    assert result.evidence.candidates >= 4 and started == [True]

@@ -43,7 +43,7 @@ from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel
 from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, STUDENT_ATOL, all_inputs, input_space, same_value
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.batch import Group, evaluate_groups
+from inverse_tracr.programs.batch import Group, evaluate_tokens, tokenise
 
 #: Share of output positions a candidate must define for its agreement to count.
 MIN_DEFINED = 0.5
@@ -91,6 +91,7 @@ class Behaviour:
             self._rows.setdefault(len(xs), []).append(i)
         self._outputs: dict[int, np.ndarray] = {}  # input length -> decoded outputs [B, T]
         self._written: dict[int, np.ndarray] = {}  # input length -> where the model writes a value [B, T]
+        self._tokenised: dict[tuple, list] = {}  # a vocabulary's order -> the inputs as `batch.tokenise` gives them
         for length, rows in self._rows.items():
             scores = forward.output_scores(model, forward.token_ids(model, [self.inputs[i] for i in rows]))
             self._outputs[length] = scores[..., 0] if self.numerical else scores.argmax(axis=-1)
@@ -111,7 +112,7 @@ class Behaviour:
             return self
         keep = set(random.Random(seed).sample(range(len(self.inputs)), n))
         quick = copy.copy(self)  # the model's outputs are sliced, never computed again
-        quick.exhaustive, quick.inputs, quick._rows, quick._outputs, quick._written = False, [], {}, {}, {}
+        quick.exhaustive, quick.inputs, quick._rows, quick._outputs, quick._written, quick._tokenised = False, [], {}, {}, {}, {}
         for length, rows in self._rows.items():
             kept = [r for r, i in enumerate(rows) if i in keep]
             if kept:
@@ -133,51 +134,74 @@ class Behaviour:
         """The candidate's agreement with the model (0 if it cannot even run on these inputs);
         `groups`: the program's outputs on these inputs, if already evaluated (`verify.screen`)."""
         try:
-            groups = groups if groups is not None else evaluate_groups(program, self.inputs)
+            groups = groups if groups is not None else evaluate_tokens(program, self._tokens(program))
         except (ValueError, TypeError, ArithmeticError):
             return self._result(0, 0)
         output = program.types[program.output]
         if output.numerical != self.numerical:  # a numerical candidate for a categorical model, or back
             defined = sum(int(g.defined.sum()) for g in groups)
             return self._result(0, defined, defined)
-        if any(group.irregular.any() for group in groups):
-            return self._agreement_by_rasp(program)  # several values averaged: what rasp.evaluate says
+        labels = self.model.layout.output_values
         if not self.numerical:
-            layout_index = {v: i for i, v in enumerate(self.model.layout.output_values)}
-            as_layout = np.array([layout_index.get(v, -2) for v in output.values] + [-3])  # index -1 (None) -> -3
+            layout_index = {v: i for i, v in enumerate(labels)}
+            # index OUTSIDE (-2, a mean that is none of the values) -> -4, NONE (-1) -> -3: no label
+            as_layout = np.array([layout_index.get(v, -2) for v in output.values] + [-4, -3])
+        # A mean that is none of the candidate's values lies between them, so it is none of the
+        # model's labels either, unless one the candidate has not lies there: then rasp.evaluate
+        # must say what the mean is.
+        outside_is_wrong = self.numerical or not any(_between(label, output.values) for label in labels)
         compared = matches = defined_total = 0
         for group in groups:  # a group holds all inputs of its length, in order, as `_rows` does
             length = group.tokens.shape[1]
-            got, want, defined = self._outputs[length], group.output, group.defined
+            irregular = group.irregular if outside_is_wrong else group.irregular | group.outside
+            regular = ~irregular if irregular.any() else slice(None)
+            got, written = self._outputs[length][regular], self._written[length][regular]
+            want, defined = group.output[regular], group.defined[regular]
             # A numerical None is compared as 0 (nan_to_num); the model writes a number everywhere.
             same = np.isclose(got, np.nan_to_num(want), rtol=self._rtol, atol=self._atol) if self.numerical else as_layout[want] == got
-            either = defined if self.student else defined | self._written[length]
+            either = defined if self.student else defined | written
             compared += int(either.sum())
-            matches += int((same & (defined | self.numerical) & self._written[length]).sum())
+            matches += int((same & (defined | self.numerical) & written).sum())
             defined_total += int(defined.sum())
+            # Where an Aggregate averaged several values, only rasp.evaluate says what the program gives.
+            for r in np.flatnonzero(irregular):
+                c, m, d = self._by_rasp(program, group.rows[r], self._outputs[length][r], self._written[length][r])
+                compared, matches, defined_total = compared + c, matches + m, defined_total + d
         return self._result(matches, compared, defined_total)
 
-    def _agreement_by_rasp(self, program: Program) -> Agreement:
-        compared = matches = defined = 0
+    def _tokens(self, program: Program) -> list:
+        """The inputs tokenised for `program`'s vocabulary (kept: every candidate has the same)."""
+        vocabulary = program.types["tokens"]
+        if vocabulary.values not in self._tokenised:
+            self._tokenised[vocabulary.values] = tokenise(vocabulary, self.inputs)
+        return self._tokenised[vocabulary.values]
+
+    def _by_rasp(self, program: Program, i: int, got: np.ndarray, written: np.ndarray) -> tuple[int, int, int]:
+        """(compared, matches, defined) on input i, evaluated by rasp: the model said `got` and wrote `written`."""
         values = self.model.layout.output_values
-        for length, rows in self._rows.items():
-            for i, got, written in zip(rows, self._outputs[length].tolist(), self._written[length].tolist()):
-                try:
-                    want = program.evaluate(self.inputs[i])
-                except (ValueError, TypeError, ArithmeticError):
-                    want = [None] * length
-                for g, w, wrote in zip(got, want, written):
-                    if w is not None or (wrote and not self.student):
-                        compared += 1
-                        defined += w is not None
-                        w = 0.0 if w is None and self.numerical else w
-                        matches += w is not None and wrote and same_value(g if values is None else values[g], w, values is None, self._rtol, self._atol)
-        return self._result(matches, compared, defined)
+        try:
+            want = program.evaluate(self.inputs[i])
+        except (ValueError, TypeError, ArithmeticError):
+            want = [None] * len(got)
+        compared = matches = defined = 0
+        for g, w, wrote in zip(got.tolist(), want, written.tolist()):
+            if w is not None or (wrote and not self.student):
+                compared += 1
+                defined += w is not None
+                w = 0.0 if w is None and self.numerical else w
+                matches += w is not None and wrote and same_value(g if values is None else values[g], w, values is None, self._rtol, self._atol)
+        return compared, matches, defined
 
     def _result(self, matches: int, compared: int, defined: int = 0) -> Agreement:
         total = sum(out.size for out in self._outputs.values())
         return Agreement(matches / compared if compared else 0.0, compared, defined / total if total else 0.0,
                          len(self.inputs), self.exhaustive, matches)
+
+
+def _between(label: Any, values: Sequence[Any]) -> bool:
+    """Whether `label` is a number that is none of `values` but might be a mean of them."""
+    numbers = [v for v in values if isinstance(v, (bool, int, float))]
+    return isinstance(label, (bool, int, float)) and label not in values and bool(numbers) and min(numbers) < label < max(numbers)
 
 
 def verifies(agreement: Agreement, threshold: float, numerical: bool) -> bool:

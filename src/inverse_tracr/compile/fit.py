@@ -41,13 +41,14 @@ cores). The result is only a candidate: `decompile` weighs it like any other.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
 
 from inverse_tracr.compile.check import Agreement, Behaviour
 from inverse_tracr.programs import Program, ProgramError, library, ops
-from inverse_tracr.programs.batch import Group, inputs, run_line, table_index, visible_keys
+from inverse_tracr.programs.batch import Group, group_of, inputs, run_line, table_index, visible_keys
 from inverse_tracr.programs.program import Line
 from inverse_tracr.programs.values import VarType
 
@@ -105,7 +106,7 @@ class _Length:
     tokens: np.ndarray
     visible: np.ndarray | bool
     env: dict[str, np.ndarray]
-    averaged: dict[str, np.ndarray | bool]  # per line: inputs where an Aggregate averaged (rasp must say)
+    flags: dict[str, np.ndarray | int]  # per line: inputs left to rasp.evaluate (`batch.run_line`)
 
 
 class _State:
@@ -149,13 +150,12 @@ class _State:
         for group in self.lengths:
             for j in changed:
                 line = self.lines[j]
-                group.env[line.ret], group.averaged[line.ret] = run_line(line, group.env, self.types, group.visible)
+                group.env[line.ret], group.flags[line.ret] = run_line(line, group.env, self.types, group.visible)
         self.score = self.behaviour.agreement(program, self._groups(self.lengths)).agreement
 
     def _groups(self, lengths) -> list[Group]:
         output = self.lines[-1].ret
-        return [Group(g.rows, g.tokens, g.env[output], np.any([np.broadcast_to(a, len(g.rows)) for a in g.averaged.values()], axis=0))
-                for g in lengths]
+        return [group_of(g.rows, g.tokens, g.env[output], functools.reduce(np.maximum, g.flags.values(), 0)) for g in lengths]
 
     def _trial(self, i: int, line: Line) -> tuple[float, list[Line]]:
         """The agreement on the sample with line i replaced by `line` (of the same type), and the
@@ -167,17 +167,17 @@ class _State:
         lines[i] = line
         trial = []
         for g in self.lengths:
-            env, averaged = dict(g.env), dict(g.averaged)
+            env, flags = dict(g.env), dict(g.flags)
             for j in [i, *self.downstream[i]]:
-                env[lines[j].ret], averaged[lines[j].ret] = run_line(lines[j], env, self.types, g.visible)
-            trial.append(_Length(g.rows, g.tokens, g.visible, env, averaged))
+                env[lines[j].ret], flags[lines[j].ret] = run_line(lines[j], env, self.types, g.visible)
+            trial.append(_Length(g.rows, g.tokens, g.visible, env, flags))
         groups = self._groups(trial)
-        if any(group.irregular.any() for group in groups):  # several values averaged: only rasp can say
+        if any(group.irregular.any() for group in groups):  # only rasp can say
             try:
                 program = Program(lines, self.program.vocab, self.program.max_seq_len, self.program.causal)
             except ProgramError:
                 return -1.0, lines
-            return self.behaviour.agreement(program).agreement, lines
+            return self.behaviour.agreement(program, groups).agreement, lines
         if i < len(lines) - 1 and self._table_output():
             out = lines[-1]
             table, score = self._read(out.op, out.operands, out.fn, trial)

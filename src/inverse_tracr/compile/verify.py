@@ -68,7 +68,7 @@ def all_inputs(vocab: Sequence[Any], max_seq_len: int) -> list[list[Any]]:
 def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[Group] | None, str | None]:
     """(the program's outputs on the inputs, None), or (None, reason) when it is not worth compiling."""
     try:
-        groups = evaluate_groups(program, inputs)
+        groups = evaluate_groups(program, inputs, mean=False)
     except (ValueError, TypeError, ArithmeticError):
         return None, "evaluation_error"
     for group in groups:

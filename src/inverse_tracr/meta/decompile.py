@@ -194,6 +194,8 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
         before = best(checked.values())[0].agreement.agreement if checked else 0.0
         if config.fit:
             for c in best(c for c in checked.values() if c.candidate.program.id not in fitted)[:FITTED_PER_ROUND]:
+                if time.perf_counter() >= deadline:
+                    break
                 fitted.add(c.candidate.program.id)
                 result = fit.fit(c.candidate.program, behaviour, deadline)
                 if result is not None:

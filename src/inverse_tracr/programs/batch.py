@@ -6,10 +6,18 @@ takes ~0.1 s for that, this a millisecond or two. Because every function is a ta
 categorical variable is an array of positions in its value set (−1 for None) and every numerical
 one an array of floats (NaN for None), and each line is one indexing operation.
 
-Where `rasp.evaluate` would compute a value outside a variable's value set (a categorical Aggregate
-that averages several different numbers) or would raise (averaging None or strings), the affected
-inputs are marked, and `evaluate_many` evaluates those with `rasp.evaluate` itself, so the result
-is always `rasp.evaluate`'s.
+A categorical Aggregate that selects several different numbers gives their mean, as
+`rasp.evaluate` does (checking candidates that average on Tracr's sort went input by input
+through `rasp.evaluate`, 0.5 s a candidate): where the mean is one of the variable's values, that
+value (a table looks 2.0 up as 2); else OUTSIDE. A table that reads OUTSIDE raises in
+`rasp.evaluate`, and so does averaging None or strings: such an input is marked `raises`, and its
+output is None everywhere (as a caller takes an input the program raises on); an output that holds
+OUTSIDE is marked `outside`. What only `rasp.evaluate` can say — a mean of means, of fractions
+(summed in another order, the last bit may differ), a causal selector asked of OUTSIDE — is marked
+`irregular`. `evaluate_many` evaluates every marked input with `rasp.evaluate` itself, so its result
+is always `rasp.evaluate`'s. A program to compile is screened with `mean=False`: Tracr's attention
+cannot average a categorical value, so every input where different values are averaged is
+`irregular`.
 
 A causal program (`Program.causal`) is evaluated as Tracr's `causal_eval` evaluates it, which is
 what a model compiled with `causal=True` computes: every selector is masked to keys at positions
@@ -27,6 +35,12 @@ from inverse_tracr.programs import ops
 from inverse_tracr.programs.program import Line, Program
 from inverse_tracr.programs.values import VarType
 
+#: A categorical array holds positions in the value set, NONE for None and OUTSIDE for a mean that
+#: is none of the values (which number it is, is not kept).
+NONE, OUTSIDE = -1, -2
+#: Per input, what a line leaves to rasp.evaluate: nothing (0), an exception, or a value to compute.
+RAISES, IRREGULAR = 1, 2
+
 
 def evaluate_many(program: Program, inputs: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """`[program.evaluate(xs) for xs in inputs]`, batched; raises what `rasp.evaluate` raises."""
@@ -42,56 +56,84 @@ class Group:
 
     rows: list[int]  # positions in the given inputs
     tokens: np.ndarray  # [B, T] positions in the vocabulary
-    output: np.ndarray  # [B, T] positions in the output's value set (−1: None), or floats (NaN: None)
-    irregular: np.ndarray  # [B] an Aggregate averaged several values (rasp.evaluate must say)
+    #: [B, T] positions in the output's value set (NONE: None; OUTSIDE: a mean that is none of
+    #: the values), or floats (NaN: None)
+    output: np.ndarray
+    irregular: np.ndarray  # [B] an Aggregate averaged what only rasp.evaluate can say (module docstring)
+    raises: np.ndarray  # [B] rasp.evaluate raises (the output is None everywhere)
 
     @property
     def defined(self) -> np.ndarray:
         """[B, T]: where the program's output is not None."""
-        return ~np.isnan(self.output) if self.output.dtype.kind == "f" else self.output >= 0
+        return ~np.isnan(self.output) if self.output.dtype.kind == "f" else self.output != NONE
+
+    @property
+    def outside(self) -> np.ndarray:
+        """[B]: inputs where the output holds a mean that is none of its values (rasp.evaluate knows which)."""
+        return np.zeros(len(self.rows), bool) if self.output.dtype.kind == "f" else (self.output == OUTSIDE).any(axis=-1)
 
 
-def evaluate_groups(program: Program, inputs: Sequence[Sequence[Any]]) -> list[Group]:
-    """The program's output on every input, grouped by input length (empty inputs left out)."""
+def evaluate_groups(program: Program, inputs: Sequence[Sequence[Any]], mean: bool = True) -> list[Group]:
+    """The program's output on every input, grouped by input length (empty inputs left out);
+    `mean=False` marks every input where several different values were averaged (module docstring)."""
+    return evaluate_tokens(program, tokenise(program.types["tokens"], inputs), mean)
+
+
+def tokenise(tokens: VarType, inputs: Sequence[Sequence[Any]]) -> list[tuple[list[int], np.ndarray]]:
+    """The inputs grouped by length (empty ones left out): their positions in `inputs`, and their
+    tokens' positions in the value set of `tokens` [B, T] — the same for every program of one
+    vocabulary, so a caller that evaluates many keeps them (`evaluate_tokens`)."""
     by_length: dict[int, list[int]] = {}
     for i, xs in enumerate(inputs):
-        by_length.setdefault(len(xs), []).append(i)
-    token_index = program.types["tokens"].index()
-    groups = []
-    for length, rows in by_length.items():
-        if length == 0:
-            continue
-        try:
-            tokens = np.array([token_index[x] for i in rows for x in inputs[i]], np.int64).reshape(len(rows), length)
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"input token {error.args[0]!r} is not in the vocabulary {list(program.vocab)}") from None
-        output, irregular = _run(program, tokens)
-        groups.append(Group(rows, tokens, output, irregular))
-    return groups
+        if len(xs):
+            by_length.setdefault(len(xs), []).append(i)
+    token_index = tokens.index()
+    try:
+        return [(rows, np.array([token_index[x] for i in rows for x in inputs[i]], np.int64).reshape(len(rows), length))
+                for length, rows in by_length.items()]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"input token {error.args[0]!r} is not in the vocabulary {list(tokens.values)}") from None
+
+
+def evaluate_tokens(program: Program, batches: list[tuple[list[int], np.ndarray]], mean: bool = True) -> list[Group]:
+    """`evaluate_groups` on inputs already `tokenise`d."""
+    return [group_of(rows, tokens, *_run(program, tokens, mean)) for rows, tokens in batches]
+
+
+def group_of(rows: list[int], tokens: np.ndarray, output: np.ndarray, flags: np.ndarray | int) -> Group:
+    """The Group of a program's `output` and its lines' `flags` (the largest, per input): an input
+    where rasp.evaluate raises has no output at all (every position None), as `Behaviour` takes an
+    input on which the program raises."""
+    flags = np.broadcast_to(flags, len(rows))
+    raises = flags == RAISES
+    if raises.any():
+        output = np.where(raises[:, None], np.nan if output.dtype.kind == "f" else NONE, output)
+    return Group(rows, tokens, output, flags == IRREGULAR, raises)
 
 
 def evaluate_regular(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[list[Any] | None], np.ndarray]:
-    """(outputs, irregular): outputs of inputs where no Aggregate averaged several values; the
-    others are None and flagged in `irregular` [N] (what `rasp.evaluate` does there is not a
-    table lookup: it averages numbers, or raises)."""
+    """(outputs, irregular): outputs of inputs where every line is a table lookup; the others
+    are None and flagged in `irregular` [N] (there `rasp.evaluate` averages numbers into a value
+    outside a variable's value set, or raises)."""
     outputs: list[list[Any] | None] = [[] if len(xs) == 0 else None for xs in inputs]
     irregular = np.zeros(len(inputs), bool)
     for group in evaluate_groups(program, inputs):
-        for i, row, bad in zip(group.rows, decode(group.output, program.types[program.output]), group.irregular):
+        bad_rows = group.irregular | group.raises | group.outside  # rasp.evaluate says, or raises
+        for i, row, bad in zip(group.rows, decode(group.output, program.types[program.output]), bad_rows):
             irregular[i] = bad
             outputs[i] = None if bad else row
     return outputs, irregular
 
 
-def _run(program: Program, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The output array [B, T] for token positions [B, T], and which inputs averaged [B]."""
+def _run(program: Program, tokens: np.ndarray, mean: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The output array [B, T] for token positions [B, T], and every input's largest flag [B]."""
     env = inputs(tokens)
     visible = visible_keys(program, tokens.shape[1])
-    averaged = np.zeros(tokens.shape[0], bool)
+    flags = np.zeros(tokens.shape[0], np.int8)
     for line in program.lines:
-        env[line.ret], bad = run_line(line, env, program.types, visible)
-        averaged |= bad
-    return env[program.output], averaged
+        env[line.ret], flag = run_line(line, env, program.types, visible, mean)
+        flags = np.maximum(flags, flag)
+    return env[program.output], flags
 
 
 def inputs(tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,29 +147,43 @@ def visible_keys(program: Program, length: int) -> np.ndarray | bool:
     return np.tril(np.ones((length, length), bool)) if program.causal else True
 
 
-def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], visible: np.ndarray | bool) -> tuple[np.ndarray, np.ndarray | bool]:
-    """One line's values on the batch `env` holds, and which inputs [B] an Aggregate averaged
-    (False for other lines)."""
+def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], visible: np.ndarray | bool,
+             mean: bool = True) -> tuple[np.ndarray, np.ndarray | int]:
+    """One line's values on the batch `env` holds, and a flag per input [B] (0 for none): RAISES
+    where rasp.evaluate raises, IRREGULAR where only it can say what the line gives (`mean`: see
+    `evaluate_groups`)."""
     args = [env[o] for o in line.operands]
     operands = [types[o] for o in line.operands]
     result = types[line.ret]
-    if line.op in ("Map", "NumericalMap"):
-        return _map(line.fn, args[0], operands[0], result), False
-    if line.op == "SequenceMap":
-        flat = table_index(args[0], args[1], len(operands[1].values))
-        return np.where(flat >= 0, _lut(line.fn, result)[np.maximum(flat, 0)], -1), False
+    if line.op == "Aggregate":
+        return _aggregate(args[0], args[1], operands[1], mean)
+    if line.op in ("SelectorWidth", "NumericalSelectorWidth"):  # the width is its own position in 0 … L
+        width = args[0].sum(axis=-1)
+        return (width.astype(float) if result.numerical else width), 0
     if line.op == "LinearSequenceMap":
-        return line.fn[0] * args[0] + line.fn[1] * args[1], False
-    if line.op == "Select":
+        return line.fn[0] * args[0] + line.fn[1] * args[1], 0
+    if line.op in ("Map", "NumericalMap"):
+        values = _map(line.fn, args[0], operands[0], result)
+    elif line.op == "SequenceMap":
+        flat = table_index(args[0], args[1], len(operands[1].values))
+        values = np.where(flat >= 0, _lut(line.fn, result)[np.maximum(flat, 0)], NONE)
+    else:  # Select
         keys, queries = args
         matrix = np.array(line.fn, bool).reshape(len(operands[0].values), len(operands[1].values))
         selected = matrix[np.maximum(keys, 0)[:, None, :], np.maximum(queries, 0)[:, :, None]]  # [B, Tq, Tk]
-        return selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None] & visible, False
-    if line.op == "Aggregate":
-        return _aggregate(args[0], args[1], operands[1])
-    # SelectorWidth, NumericalSelectorWidth: the width is its own position in 0 … L
-    width = args[0].sum(axis=-1)
-    return (width.astype(float) if result.numerical else width), False
+        values = selected & (keys >= 0)[:, None, :] & (queries >= 0)[:, :, None] & visible
+    # A table cannot look up a mean that is none of its values: rasp.evaluate raises there — for a
+    # Select, where the predicate is asked of it (every pair where neither is None).
+    outside = [t.categorical and a.size > 0 and a.min() <= OUTSIDE for a, t in zip(args, operands)]
+    if not any(outside):
+        return values, 0
+    given = [a != NONE for a in args]
+    if line.op == "Select":
+        asked = [(args[k] == OUTSIDE).any(axis=-1) & given[1 - k].any(axis=-1) for k in (0, 1)]
+        raises = asked[0] | asked[1]
+        return values, np.where(raises, IRREGULAR if visible is not True else RAISES, 0)  # causal: rasp must say
+    raises = np.any([args[k] == OUTSIDE for k in range(len(args)) if outside[k]], axis=0) & np.all(given, axis=0)
+    return values, np.where(raises.any(axis=-1), RAISES, 0)
 
 
 def table_index(x: np.ndarray, y: np.ndarray, ny: int) -> np.ndarray:
@@ -156,25 +212,48 @@ def _map(table: ops.Table, x: np.ndarray, operand: VarType, result: VarType) -> 
     return np.where(x >= 0, lut[np.maximum(x, 0)], missing)
 
 
-def _aggregate(selector: np.ndarray, values: np.ndarray, sop: VarType) -> tuple[np.ndarray, np.ndarray]:
-    """(result [B, T], inputs [B] where rasp.evaluate does something a table cannot say)."""
+def _aggregate(selector: np.ndarray, values: np.ndarray, sop: VarType, mean: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(result [B, T], flags [B]: see `run_line`)."""
     count = selector.sum(axis=-1)  # [B, Tq]
+    several = count > 1
     if sop.numerical:  # the mean (default 0); one selected None is None, several raise
         none = (np.isnan(values)[:, None, :] & selector).any(axis=-1)
         total = np.where(selector, np.nan_to_num(values)[:, None, :], 0.0).sum(axis=-1)
-        mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-        return np.where(none & (count == 1), np.nan, mean), (none & (count > 1)).any(axis=-1)
-    big = np.iinfo(np.int64).max
-    chosen = np.where(selector, values[:, None, :], big)
-    low = chosen.min(axis=-1)
-    high = np.where(selector, values[:, None, :], -2).max(axis=-1)
-    result = np.where(count == 1, low, -1)
-    # several selected: rasp.evaluate averages them (and raises on None or non-numbers)
-    several = count > 1
+        average = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        return np.where(none & (count == 1), np.nan, average), np.where((none & several).any(axis=-1), RAISES if mean else IRREGULAR, 0)
+    low = np.where(selector, values[:, None, :], np.iinfo(np.int64).max).min(axis=-1)
+    high = np.where(selector, values[:, None, :], np.iinfo(np.int64).min).max(axis=-1)
+    result = np.where(count == 1, low, NONE)  # one selected: itself (None, or a mean outside the values, too)
     all_numbers = all(isinstance(v, (bool, int, float)) for v in sop.values)
-    equal = (low == high) & (low >= 0) & all_numbers
-    result = np.where(several & equal, low, result)
-    return result, (several & ~equal).any(axis=-1)
+    equal = several & (low == high) & (low >= 0) & all_numbers
+    result = np.where(equal, low, result)
+    averaged = several & ~equal
+    if not averaged.any():
+        return result, 0
+    if not mean:
+        return result, np.where(averaged.any(axis=-1), IRREGULAR, 0)
+    # rasp.evaluate averages several numbers, and raises on None or anything else among them
+    has = lambda v: (selector & (values == v)[:, None, :]).any(axis=-1)  # noqa: E731
+    raises = averaged & (has(NONE) | (not all_numbers))
+    unknown = averaged & ~raises & has(OUTSIDE)  # a mean of means: the numbers are not kept
+    if sop.values and all_numbers and all(float(v).is_integer() for v in sop.values):
+        # Whole numbers sum exactly, so the mean is rasp's to the bit; where it is one of the
+        # values, downstream lines read it as that value (a table looks 2.0 up as 2).
+        numbers = np.array(sop.values, float)
+        total = np.where(selector, numbers[np.maximum(values, 0)][:, None, :], 0.0).sum(axis=-1)
+        at = _positions(numbers, total / np.maximum(count, 1))
+        result = np.where(averaged & ~raises & ~unknown, np.where(at >= 0, at, OUTSIDE), result)
+    else:  # fractions: summed in another order, the last bit may differ from rasp's
+        unknown = averaged & ~raises
+    return result, np.maximum(np.where(raises.any(axis=-1), RAISES, 0), np.where(unknown.any(axis=-1), IRREGULAR, 0)).astype(np.int8)
+
+
+def _positions(numbers: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Where each of `x` is in `numbers` (−1 where it is none of them)."""
+    order = np.argsort(numbers, kind="stable")
+    sorted_ = numbers[order]
+    found = np.minimum(np.searchsorted(sorted_, x), len(numbers) - 1)
+    return np.where(sorted_[found] == x, order[found], -1)
 
 
 def decode(result: np.ndarray, output: VarType) -> list[list[Any]]:

@@ -418,11 +418,10 @@ class Program:
     def to_rasp(self) -> rasp.SOp:
         """The program as a Tracr RASP expression; its functions look their tables up."""
         exprs: dict[str, rasp.RASPExpr] = {"tokens": rasp.tokens, "indices": rasp.indices}
-        for line in self.lines:
-            args = [exprs[o] for o in line.operands]
-            with _quiet_absl():  # Tracr warns about SequenceMaps of one variable's values
-                expr = ops.to_rasp(line.op, line.fn, args, self.operand_types(line), self.types[line.ret])
-            exprs[line.ret] = expr.named(line.ret)
+        with _quiet_absl():  # Tracr warns about SequenceMaps of one variable's values
+            for line in self.lines:
+                args = [exprs[o] for o in line.operands]
+                exprs[line.ret] = ops.to_rasp(line.op, line.fn, args, self.operand_types(line), self.types[line.ret]).named(line.ret)
         return exprs[self.output]  # type: ignore[return-value]
 
     def evaluate(self, xs: Sequence[Any]) -> list[Any]:
