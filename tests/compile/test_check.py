@@ -103,8 +103,9 @@ def test_where_a_candidate_averages_its_agreement_is_what_rasp_says(monkeypatch)
     # A categorical Aggregate that averages several numbers is no table lookup: rasp.evaluate
     # gives the mean (checking Tracr's sort that way, input by input, took 0.5 s a candidate). The
     # batch knows the mean where it is one of the values, and that one which is none of the
-    # candidate's values is none of the model's labels either — unless the model has labels the
-    # candidate has not (evens: the mean of 0 and 2 is 1): only those inputs go to rasp.evaluate.
+    # candidate's values is none of the model's labels either — unless a label the candidate has
+    # not lies between its values (evens: the mean of 0 and 2 is 1): only then do the inputs where
+    # the output holds such a mean go to rasp.evaluate.
     copy = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), rasp.tokens), range(5), 4)
     behaviour = Behaviour.of(compile_program(copy))
     evens = rasp.categorical(rasp.Map(lambda x: x - x % 2, rasp.tokens))
