@@ -11,7 +11,7 @@ from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import READOUT
 from inverse_tracr.compile.verify import same_value
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.batch import evaluate_groups
+from inverse_tracr.programs.batch import evaluate_batch
 
 
 def test_agreement_is_exact_for_categorical_and_numerical_outputs_and_students():
@@ -112,17 +112,17 @@ def test_where_a_candidate_averages_its_agreement_is_what_rasp_says(monkeypatch)
     for values, by_rasp in ((rasp.tokens, False), (evens, True)):
         averaging = Program.from_rasp(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ), values), range(5), 4)
         expected = compared = 0
-        for length, rows in behaviour.rows_by_length():
-            got, written = behaviour.outputs(length)
-            for r, i in enumerate(rows):
-                want = averaging.evaluate(behaviour.inputs[i])
-                for g, w, wrote in zip(got[r].tolist(), want, written[r].tolist()):
-                    compared += w is not None or wrote
-                    expected += w is not None and wrote and same_value(g, w, numerical=False)
+        rows, _ = behaviour.tokens(averaging.types["tokens"])
+        got, written = behaviour.outputs()
+        for r, i in enumerate(rows):
+            want = averaging.evaluate(behaviour.inputs[i])
+            for g, w, wrote in zip(got[r].tolist(), want, written[r].tolist()):
+                compared += w is not None or wrote
+                expected += w is not None and wrote and same_value(g, w, numerical=False)
         calls = []
         monkeypatch.setattr(Program, "evaluate", lambda self, xs: calls.append(xs) or rasp.evaluate(self.to_rasp(), list(xs)))
         agreement = behaviour.agreement(averaging)
         monkeypatch.undo()
         assert (agreement.matches, agreement.positions) == (expected, compared) and 0.2 < agreement.agreement < 0.9
-        outside = sum(int(g.outside.sum()) for g in evaluate_groups(averaging, behaviour.inputs))
+        outside = int(evaluate_batch(averaging, behaviour.inputs).outside.sum())
         assert outside > 100 and len(calls) == (outside if by_rasp else 0)

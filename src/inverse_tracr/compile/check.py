@@ -43,7 +43,8 @@ from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel
 from inverse_tracr.compile.verify import ATOL, EXHAUSTIVE_LIMIT, RTOL, STUDENT_ATOL, all_inputs, input_space, same_value
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.batch import Group, evaluate_tokens, tokenise
+from inverse_tracr.programs.batch import Batch, evaluate_tokens, tokenise
+from inverse_tracr.programs.values import VarType
 
 #: Share of output positions a candidate must define for its agreement to count.
 MIN_DEFINED = 0.5
@@ -86,16 +87,20 @@ class Behaviour:
         #: A categorical student, compared only where the candidate defines a value (module docstring).
         self.student = model.layout.readout and not self.numerical
         self._atol, self._rtol = (STUDENT_ATOL, 0.0) if model.layout.readout else (ATOL, RTOL)
-        self._rows: dict[int, list[int]] = {}  # input length -> the inputs of that length, in order
-        for i, xs in enumerate(self.inputs):
-            self._rows.setdefault(len(xs), []).append(i)
-        self._outputs: dict[int, np.ndarray] = {}  # input length -> decoded outputs [B, T]
-        self._written: dict[int, np.ndarray] = {}  # input length -> where the model writes a value [B, T]
-        self._tokenised: dict[tuple, list] = {}  # a vocabulary's order -> the inputs as `batch.tokenise` gives them
-        for length, rows in self._rows.items():
-            scores = forward.output_scores(model, forward.token_ids(model, [self.inputs[i] for i in rows]))
-            self._outputs[length] = scores[..., 0] if self.numerical else scores.argmax(axis=-1)
-            self._written[length] = np.ones(scores.shape[:2], bool) if self.numerical or self.student else scores.max(axis=-1) > WRITTEN
+        # As `batch.tokenise` orders and pads them: the non-empty inputs, in order.
+        self._rows = [i for i, xs in enumerate(self.inputs) if len(xs)]
+        self._positions = sum(len(xs) for xs in self.inputs)
+        by_length: dict[int, list[int]] = {}  # input length -> positions in `_rows`
+        for r, i in enumerate(self._rows):
+            by_length.setdefault(len(self.inputs[i]), []).append(r)
+        shape = (len(self._rows), max(by_length, default=0))
+        self._outputs = np.zeros(shape, float if self.numerical else np.int64)  # decoded outputs [B, T]
+        self._written = np.zeros(shape, bool)  # where the model writes a value [B, T] (nowhere past an input's end)
+        self._tokenised: dict[tuple, tuple] = {}  # a vocabulary's order -> the inputs as `batch.tokenise` gives them
+        for length, at in by_length.items():  # the model runs inputs of one length at a time
+            scores = forward.output_scores(model, forward.token_ids(model, [self.inputs[self._rows[r]] for r in at]))
+            self._outputs[at, :length] = scores[..., 0] if self.numerical else scores.argmax(axis=-1)
+            self._written[at, :length] = True if self.numerical or self.student else scores.max(axis=-1) > WRITTEN
 
     @classmethod
     def of(cls, model: CompiledModel, n: int = 4096, seed: int = 0) -> "Behaviour":
@@ -111,35 +116,36 @@ class Behaviour:
         if len(self.inputs) <= n:
             return self
         keep = set(random.Random(seed).sample(range(len(self.inputs)), n))
+        kept = [r for r, i in enumerate(self._rows) if i in keep]
         quick = copy.copy(self)  # the model's outputs are sliced, never computed again
-        quick.exhaustive, quick.inputs, quick._rows, quick._outputs, quick._written, quick._tokenised = False, [], {}, {}, {}, {}
-        for length, rows in self._rows.items():
-            kept = [r for r, i in enumerate(rows) if i in keep]
-            if kept:
-                quick._rows[length] = list(range(len(quick.inputs), len(quick.inputs) + len(kept)))
-                quick.inputs += [self.inputs[rows[r]] for r in kept]
-                quick._outputs[length], quick._written[length] = self._outputs[length][kept], self._written[length][kept]
+        quick.exhaustive, quick._tokenised = False, {}
+        quick.inputs, quick._rows = [self.inputs[self._rows[r]] for r in kept], list(range(len(kept)))
+        quick._positions = sum(len(xs) for xs in quick.inputs)
+        quick._outputs, quick._written = self._outputs[kept], self._written[kept]
         return quick
 
-    def rows_by_length(self) -> list[tuple[int, list[int]]]:
-        """(length, the positions of the inputs of that length), in the order `agreement` reads groups."""
-        return list(self._rows.items())
+    def tokens(self, vocabulary: VarType) -> tuple[list[int], np.ndarray]:
+        """The inputs tokenised for a program whose tokens are `vocabulary` (`batch.tokenise`; kept:
+        every candidate has the same)."""
+        if vocabulary.values not in self._tokenised:
+            self._tokenised[vocabulary.values] = tokenise(vocabulary, self.inputs)
+        return self._tokenised[vocabulary.values]
 
-    def outputs(self, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """The model's decoded outputs [B, T] on the inputs of `length` (positions in the layout's
-        output values, or numbers), and where it writes a value [B, T]."""
-        return self._outputs[length], self._written[length]
+    def outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's decoded outputs [B, T] on the inputs as `tokens` orders and pads them
+        (positions in the layout's output values, or numbers), and where it writes a value [B, T]."""
+        return self._outputs, self._written
 
-    def agreement(self, program: Program, groups: list[Group] | None = None) -> Agreement:
+    def agreement(self, program: Program, batch: Batch | None = None) -> Agreement:
         """The candidate's agreement with the model (0 if it cannot even run on these inputs);
-        `groups`: the program's outputs on these inputs, if already evaluated (`verify.screen`)."""
+        `batch`: the program's outputs on these inputs, if already evaluated (`compile.fit`)."""
         try:
-            groups = groups if groups is not None else evaluate_tokens(program, self._tokens(program))
+            batch = batch if batch is not None else evaluate_tokens(program, *self.tokens(program.types["tokens"]))
         except (ValueError, TypeError, ArithmeticError):
             return self._result(0, 0)
         output = program.types[program.output]
         if output.numerical != self.numerical:  # a numerical candidate for a categorical model, or back
-            defined = sum(int(g.defined.sum()) for g in groups)
+            defined = int(batch.defined.sum())
             return self._result(0, defined, defined)
         labels = self.model.layout.output_values
         if not self.numerical:
@@ -150,31 +156,20 @@ class Behaviour:
         # model's labels either, unless one the candidate has not lies there: then rasp.evaluate
         # must say what the mean is.
         outside_is_wrong = self.numerical or not any(_between(label, output.values) for label in labels)
-        compared = matches = defined_total = 0
-        for group in groups:  # a group holds all inputs of its length, in order, as `_rows` does
-            length = group.tokens.shape[1]
-            irregular = group.irregular if outside_is_wrong else group.irregular | group.outside
-            regular = ~irregular if irregular.any() else slice(None)
-            got, written = self._outputs[length][regular], self._written[length][regular]
-            want, defined = group.output[regular], group.defined[regular]
-            # A numerical None is compared as 0 (nan_to_num); the model writes a number everywhere.
-            same = np.isclose(got, np.nan_to_num(want), rtol=self._rtol, atol=self._atol) if self.numerical else as_layout[want] == got
-            either = defined if self.student else defined | written
-            compared += int(either.sum())
-            matches += int((same & (defined | self.numerical) & written).sum())
-            defined_total += int(defined.sum())
-            # Where an Aggregate averaged several values, only rasp.evaluate says what the program gives.
-            for r in np.flatnonzero(irregular):
-                c, m, d = self._by_rasp(program, group.rows[r], self._outputs[length][r], self._written[length][r])
-                compared, matches, defined_total = compared + c, matches + m, defined_total + d
+        irregular = batch.irregular if outside_is_wrong else batch.irregular | batch.outside
+        regular = ~irregular if irregular.any() else slice(None)
+        got, written = self._outputs[regular], self._written[regular]
+        want, defined = batch.output[regular], batch.defined[regular]
+        # A numerical None is compared as 0 (nan_to_num); the model writes a number everywhere (past
+        # an input's end it writes nothing, and the candidate defines nothing).
+        same = np.isclose(got, np.nan_to_num(want), rtol=self._rtol, atol=self._atol) if self.numerical else as_layout[want] == got
+        either = defined if self.student else defined | written
+        compared, matches, defined_total = int(either.sum()), int((same & (defined | self.numerical) & written).sum()), int(defined.sum())
+        # Where an Aggregate averaged several values, only rasp.evaluate says what the program gives.
+        for r in np.flatnonzero(irregular):
+            c, m, d = self._by_rasp(program, batch.rows[r], self._outputs[r], self._written[r])
+            compared, matches, defined_total = compared + c, matches + m, defined_total + d
         return self._result(matches, compared, defined_total)
-
-    def _tokens(self, program: Program) -> list:
-        """The inputs tokenised for `program`'s vocabulary (kept: every candidate has the same)."""
-        vocabulary = program.types["tokens"]
-        if vocabulary.values not in self._tokenised:
-            self._tokenised[vocabulary.values] = tokenise(vocabulary, self.inputs)
-        return self._tokenised[vocabulary.values]
 
     def _by_rasp(self, program: Program, i: int, got: np.ndarray, written: np.ndarray) -> tuple[int, int, int]:
         """(compared, matches, defined) on input i, evaluated by rasp: the model said `got` and wrote `written`."""
@@ -182,9 +177,9 @@ class Behaviour:
         try:
             want = program.evaluate(self.inputs[i])
         except (ValueError, TypeError, ArithmeticError):
-            want = [None] * len(got)
+            want = [None] * len(self.inputs[i])
         compared = matches = defined = 0
-        for g, w, wrote in zip(got.tolist(), want, written.tolist()):
+        for g, w, wrote in zip(got.tolist(), want, written.tolist()):  # past the input's end: nothing
             if w is not None or (wrote and not self.student):
                 compared += 1
                 defined += w is not None
@@ -193,8 +188,7 @@ class Behaviour:
         return compared, matches, defined
 
     def _result(self, matches: int, compared: int, defined: int = 0) -> Agreement:
-        total = sum(out.size for out in self._outputs.values())
-        return Agreement(matches / compared if compared else 0.0, compared, defined / total if total else 0.0,
+        return Agreement(matches / compared if compared else 0.0, compared, defined / self._positions if self._positions else 0.0,
                          len(self.inputs), self.exhaustive, matches)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from inverse_tracr.compile.check import Agreement, Behaviour
 from inverse_tracr.programs import Program, ProgramError, library, ops
-from inverse_tracr.programs.batch import Group, group_of, inputs, run_line, table_index, visible_keys
+from inverse_tracr.programs.batch import Batch, batch_of, inputs, run_line, table_index, visible_keys
 from inverse_tracr.programs.program import Line
 from inverse_tracr.programs.values import VarType
 
@@ -98,17 +98,6 @@ def fit(program: Program, behaviour: Behaviour, deadline: float) -> Fitted | Non
     return Fitted(program, agreement, whole.trials)
 
 
-@dataclasses.dataclass
-class _Length:
-    """The inputs of one length, and every variable's values on them for the current lines."""
-
-    rows: list[int]
-    tokens: np.ndarray
-    visible: np.ndarray | bool
-    env: dict[str, np.ndarray]
-    flags: dict[str, np.ndarray | int]  # per line: inputs left to rasp.evaluate (`batch.run_line`)
-
-
 class _State:
     """The program being fitted: its lines (types fixed), each variable's values on a sample of the
     inputs, and how far it agrees with the model — on the sample (`score`, what trials are compared
@@ -121,11 +110,11 @@ class _State:
         self.lines = list(program.lines)
         index = {line.ret: i for i, line in enumerate(self.lines)}
         self.downstream = [[j for j in range(i + 1, len(self.lines)) if self._reads(j, i, index)] for i in range(len(self.lines))]
-        token_index = program.types["tokens"].index()
-        self.lengths = []
-        for length, rows in self.behaviour.rows_by_length():
-            tokens = np.array([[token_index[x] for x in self.behaviour.inputs[i]] for i in rows], np.int64).reshape(len(rows), length)
-            self.lengths.append(_Length(rows, tokens, visible_keys(program, length), inputs(tokens), {}))
+        self.rows, self.tokens = self.behaviour.tokens(program.types["tokens"])
+        self.visible = visible_keys(program, self.tokens.shape[1])
+        #: Every variable's values for the current lines, and per line the inputs it leaves to
+        #: rasp.evaluate (`batch.run_line`).
+        self.env, self.flags = inputs(self.tokens), {}
         self._adopt(program, range(len(self.lines)))
         self.agreement = behaviour.agreement(program)
 
@@ -147,15 +136,13 @@ class _State:
 
     def _adopt(self, program: Program, changed) -> None:
         self.program = program
-        for group in self.lengths:
-            for j in changed:
-                line = self.lines[j]
-                group.env[line.ret], group.flags[line.ret] = run_line(line, group.env, self.types, group.visible)
-        self.score = self.behaviour.agreement(program, self._groups(self.lengths)).agreement
+        for j in changed:
+            line = self.lines[j]
+            self.env[line.ret], self.flags[line.ret] = run_line(line, self.env, self.types, self.visible)
+        self.score = self.behaviour.agreement(program, self._batch(self.env, self.flags)).agreement
 
-    def _groups(self, lengths) -> list[Group]:
-        output = self.lines[-1].ret
-        return [group_of(g.rows, g.tokens, g.env[output], functools.reduce(np.maximum, g.flags.values(), 0)) for g in lengths]
+    def _batch(self, env: dict[str, np.ndarray], flags: dict[str, np.ndarray | int]) -> Batch:
+        return batch_of(self.rows, self.tokens, env[self.lines[-1].ret], functools.reduce(np.maximum, flags.values(), 0))
 
     def _trial(self, i: int, line: Line) -> tuple[float, list[Line]]:
         """The agreement on the sample with line i replaced by `line` (of the same type), and the
@@ -165,25 +152,22 @@ class _State:
         self.trials += 1
         lines = list(self.lines)
         lines[i] = line
-        trial = []
-        for g in self.lengths:
-            env, flags = dict(g.env), dict(g.flags)
-            for j in [i, *self.downstream[i]]:
-                env[lines[j].ret], flags[lines[j].ret] = run_line(lines[j], env, self.types, g.visible)
-            trial.append(_Length(g.rows, g.tokens, g.visible, env, flags))
-        groups = self._groups(trial)
-        if any(group.irregular.any() for group in groups):  # only rasp can say
+        env, flags = dict(self.env), dict(self.flags)
+        for j in [i, *self.downstream[i]]:
+            env[lines[j].ret], flags[lines[j].ret] = run_line(lines[j], env, self.types, self.visible)
+        batch = self._batch(env, flags)
+        if batch.irregular.any():  # only rasp can say
             try:
                 program = Program(lines, self.program.vocab, self.program.max_seq_len, self.program.causal)
             except ProgramError:
                 return -1.0, lines
-            return self.behaviour.agreement(program, groups).agreement, lines
+            return self.behaviour.agreement(program, batch).agreement, lines
         if i < len(lines) - 1 and self._table_output():
             out = lines[-1]
-            table, score = self._read(out.op, out.operands, out.fn, trial)
+            table, score = self._read(out.op, out.operands, out.fn, env)
             lines[-1] = out._replace(fn=table)
             return score, lines
-        return self.behaviour.agreement(self.program, groups).agreement, lines
+        return self.behaviour.agreement(self.program, batch).agreement, lines
 
     def fit_line(self, i: int, deadline: float) -> bool:
         """Change line i's table one entry at a time, each time the change that agrees best, while
@@ -339,7 +323,7 @@ class _State:
         types = [self.types[o] for o in operands]
         return self.behaviour.model.layout.output_values is not None and not any(t.numerical or t.selector for t in types)
 
-    def _read(self, op: str, operands: tuple[str, ...], old: tuple | None = None, lengths: list[_Length] | None = None) -> tuple[tuple, float]:
+    def _read(self, op: str, operands: tuple[str, ...], old: tuple | None = None, env: dict[str, np.ndarray] | None = None) -> tuple[tuple, float]:
         """The table of an output line `op(*operands)` read off the model on the sample — each entry
         the model's commonest output where the operands hold its key (a pair), by majority since a
         wrong earlier line misleads some inputs; None where it mostly writes nothing; `old`'s
@@ -348,13 +332,12 @@ class _State:
         nothing = len(labels)
         width = len(self.types[operands[-1]].values) if op == "SequenceMap" else 1
         counts = np.zeros((len(self.types[operands[0]].values) * width, nothing + 1), np.int64)
-        unread = 0  # positions where the model writes and the program defines nothing
-        for g in lengths or self.lengths:
-            got, written = self.behaviour.outputs(g.tokens.shape[1])  # the sample's: a majority needs no more
-            keys = g.env[operands[0]] if op == "Map" else table_index(g.env[operands[0]], g.env[operands[1]], width)
-            inside = keys >= 0
-            np.add.at(counts, (keys[inside], np.where(written, got, nothing)[inside]), 1)
-            unread += int((written & ~inside).sum())
+        env = env or self.env
+        got, written = self.behaviour.outputs()  # the sample's: a majority needs no more
+        keys = env[operands[0]] if op == "Map" else table_index(env[operands[0]], env[operands[1]], width)
+        inside = keys >= 0
+        np.add.at(counts, (keys[inside], np.where(written, got, nothing)[inside]), 1)
+        unread = int((written & ~inside).sum())  # positions where the model writes and the program defines nothing
         choice = counts.argmax(axis=1)
         seen = counts.sum(axis=1) > 0
         table = tuple((labels[c] if c < nothing else None) if s else (old[k] if old else None)

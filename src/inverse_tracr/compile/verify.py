@@ -29,7 +29,7 @@ import numpy as np
 from inverse_tracr.compile import forward
 from inverse_tracr.compile.model import CompiledModel
 from inverse_tracr.programs import Program
-from inverse_tracr.programs.batch import Group, decode, evaluate_groups
+from inverse_tracr.programs.batch import Batch, decode, evaluate_batch
 
 RTOL, ATOL = 0.005, 1e-5
 #: A distilled student's numerical outputs agree when within this absolute difference: they are
@@ -65,41 +65,39 @@ def all_inputs(vocab: Sequence[Any], max_seq_len: int) -> list[list[Any]]:
     return [list(xs) for length in range(1, max_seq_len + 1) for xs in itertools.product(vocab, repeat=length)]
 
 
-def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[Group] | None, str | None]:
+def screen(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[Batch | None, str | None]:
     """(the program's outputs on the inputs, None), or (None, reason) when it is not worth compiling."""
     try:
-        groups = evaluate_groups(program, inputs, mean=False)
+        batch = evaluate_batch(program, inputs, mean=False)
     except (ValueError, TypeError, ArithmeticError):
         return None, "evaluation_error"
-    for group in groups:
-        if group.irregular.any():  # an Aggregate averaged several values: Tracr's attention cannot
-            try:
-                program.evaluate(inputs[group.rows[int(group.irregular.argmax())]])
-            except (ValueError, TypeError, ArithmeticError):
-                return None, "evaluation_error"
-            return None, "aggregate_not_unique"
+    if batch.irregular.any():  # an Aggregate averaged several values: Tracr's attention cannot
+        try:
+            program.evaluate(inputs[batch.rows[int(batch.irregular.argmax())]])
+        except (ValueError, TypeError, ArithmeticError):
+            return None, "evaluation_error"
+        return None, "aggregate_not_unique"
     output = program.types[program.output]
-    defined = [g.defined for g in groups]
-    if sum(d.sum() for d in defined) < (1 - MAX_NONE_FRACTION) * sum(d.size for d in defined):
+    defined, present = batch.defined, batch.present
+    if defined.sum() < (1 - MAX_NONE_FRACTION) * present.sum():
         return None, "mostly_none"
-    if len(np.unique(np.concatenate([g.output[d] for g, d in zip(groups, defined)]))) < 2:
+    if len(np.unique(batch.output[defined])) < 2:
         return None, "constant_output"
-    if output.categorical and all(d.all() for d in defined):
+    if output.categorical and (defined == present).all():
         as_token = np.array([program.types["tokens"].index().get(v, -1) for v in output.values])
-        if all((as_token[g.output] == g.tokens).all() for g in groups):
+        if (as_token[batch.output] == batch.tokens)[present].all():
             return None, "identity"
-    return groups, None
+    return batch, None
 
 
 def expected_outputs(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[list[Any]] | None, str | None]:
     """(RASP outputs, None), or (None, reason) when the program is not worth compiling."""
-    groups, reason = screen(program, inputs)
-    if groups is None:
+    batch, reason = screen(program, inputs)
+    if batch is None:
         return None, reason
     outputs: list[list[Any]] = [[] for _ in inputs]
-    for group in groups:
-        for i, row in zip(group.rows, decode(group.output, program.types[program.output])):
-            outputs[i] = row
+    for i, row in zip(batch.rows, decode(batch, program.types[program.output])):
+        outputs[i] = row
     return outputs, None
 
 

@@ -51,16 +51,23 @@ def evaluate_many(program: Program, inputs: Sequence[Sequence[Any]]) -> list[lis
 
 
 @dataclasses.dataclass
-class Group:
-    """The inputs of one length: which they are, the output array and the irregular inputs."""
+class Batch:
+    """A program's outputs on many inputs, padded to the longest: one array for inputs of every
+    length (a line costs about as much on a few inputs as on a thousand, so grouping inputs by
+    length cost a search five times the lines for vocabulary 5 and length 5)."""
 
-    rows: list[int]  # positions in the given inputs
-    tokens: np.ndarray  # [B, T] positions in the vocabulary
-    #: [B, T] positions in the output's value set (NONE: None; OUTSIDE: a mean that is none of
-    #: the values), or floats (NaN: None)
+    rows: list[int]  # positions in the given inputs (the non-empty ones, in order)
+    tokens: np.ndarray  # [B, T] positions in the vocabulary; NONE past an input's end
+    #: [B, T] positions in the output's value set (NONE: None, and past an input's end; OUTSIDE: a
+    #: mean that is none of the values), or floats (NaN: None)
     output: np.ndarray
     irregular: np.ndarray  # [B] an Aggregate averaged what only rasp.evaluate can say (module docstring)
     raises: np.ndarray  # [B] rasp.evaluate raises (the output is None everywhere)
+
+    @property
+    def present(self) -> np.ndarray:
+        """[B, T]: the positions an input has."""
+        return self.tokens != NONE
 
     @property
     def defined(self) -> np.ndarray:
@@ -73,42 +80,41 @@ class Group:
         return np.zeros(len(self.rows), bool) if self.output.dtype.kind == "f" else (self.output == OUTSIDE).any(axis=-1)
 
 
-def evaluate_groups(program: Program, inputs: Sequence[Sequence[Any]], mean: bool = True) -> list[Group]:
-    """The program's output on every input, grouped by input length (empty inputs left out);
-    `mean=False` marks every input where several different values were averaged (module docstring)."""
-    return evaluate_tokens(program, tokenise(program.types["tokens"], inputs), mean)
+def evaluate_batch(program: Program, inputs: Sequence[Sequence[Any]], mean: bool = True) -> Batch:
+    """The program's output on every non-empty input; `mean=False` marks every input where
+    several different values were averaged (module docstring)."""
+    return evaluate_tokens(program, *tokenise(program.types["tokens"], inputs), mean)
 
 
-def tokenise(tokens: VarType, inputs: Sequence[Sequence[Any]]) -> list[tuple[list[int], np.ndarray]]:
-    """The inputs grouped by length (empty ones left out): their positions in `inputs`, and their
-    tokens' positions in the value set of `tokens` [B, T] — the same for every program of one
+def tokenise(tokens: VarType, inputs: Sequence[Sequence[Any]]) -> tuple[list[int], np.ndarray]:
+    """The non-empty inputs: their positions in `inputs`, and their tokens' positions in the value
+    set of `tokens` [B, T] (NONE past an input's end) — the same for every program of one
     vocabulary, so a caller that evaluates many keeps them (`evaluate_tokens`)."""
-    by_length: dict[int, list[int]] = {}
-    for i, xs in enumerate(inputs):
-        if len(xs):
-            by_length.setdefault(len(xs), []).append(i)
+    rows = [i for i, xs in enumerate(inputs) if len(xs)]
+    array = np.full((len(rows), max((len(inputs[i]) for i in rows), default=0)), NONE, np.int64)
     token_index = tokens.index()
     try:
-        return [(rows, np.array([token_index[x] for i in rows for x in inputs[i]], np.int64).reshape(len(rows), length))
-                for length, rows in by_length.items()]
+        for r, i in enumerate(rows):
+            array[r, :len(inputs[i])] = [token_index[x] for x in inputs[i]]
     except (KeyError, TypeError) as error:
         raise ValueError(f"input token {error.args[0]!r} is not in the vocabulary {list(tokens.values)}") from None
+    return rows, array
 
 
-def evaluate_tokens(program: Program, batches: list[tuple[list[int], np.ndarray]], mean: bool = True) -> list[Group]:
-    """`evaluate_groups` on inputs already `tokenise`d."""
-    return [group_of(rows, tokens, *_run(program, tokens, mean)) for rows, tokens in batches]
+def evaluate_tokens(program: Program, rows: list[int], tokens: np.ndarray, mean: bool = True) -> Batch:
+    """`evaluate_batch` on inputs already `tokenise`d."""
+    return batch_of(rows, tokens, *_run(program, tokens, mean))
 
 
-def group_of(rows: list[int], tokens: np.ndarray, output: np.ndarray, flags: np.ndarray | int) -> Group:
-    """The Group of a program's `output` and its lines' `flags` (the largest, per input): an input
+def batch_of(rows: list[int], tokens: np.ndarray, output: np.ndarray, flags: np.ndarray | int) -> Batch:
+    """The Batch of a program's `output` and its lines' `flags` (the largest, per input): an input
     where rasp.evaluate raises has no output at all (every position None), as `Behaviour` takes an
     input on which the program raises."""
     flags = np.broadcast_to(flags, len(rows))
     raises = flags == RAISES
     if raises.any():
         output = np.where(raises[:, None], np.nan if output.dtype.kind == "f" else NONE, output)
-    return Group(rows, tokens, output, flags == IRREGULAR, raises)
+    return Batch(rows, tokens, output, flags == IRREGULAR, raises)
 
 
 def evaluate_regular(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple[list[list[Any] | None], np.ndarray]:
@@ -117,11 +123,11 @@ def evaluate_regular(program: Program, inputs: Sequence[Sequence[Any]]) -> tuple
     outside a variable's value set, or raises)."""
     outputs: list[list[Any] | None] = [[] if len(xs) == 0 else None for xs in inputs]
     irregular = np.zeros(len(inputs), bool)
-    for group in evaluate_groups(program, inputs):
-        bad_rows = group.irregular | group.raises | group.outside  # rasp.evaluate says, or raises
-        for i, row, bad in zip(group.rows, decode(group.output, program.types[program.output]), bad_rows):
-            irregular[i] = bad
-            outputs[i] = None if bad else row
+    batch = evaluate_batch(program, inputs)
+    bad_rows = batch.irregular | batch.raises | batch.outside  # rasp.evaluate says, or raises
+    for i, row, bad in zip(batch.rows, decode(batch, program.types[program.output]), bad_rows):
+        irregular[i] = bad
+        outputs[i] = None if bad else row
     return outputs, irregular
 
 
@@ -137,9 +143,11 @@ def _run(program: Program, tokens: np.ndarray, mean: bool) -> tuple[np.ndarray, 
 
 
 def inputs(tokens: np.ndarray) -> dict[str, np.ndarray]:
-    """The environment a program starts from: `tokens` [B, T] (vocabulary positions) and `indices`."""
-    batch, length = tokens.shape
-    return {"tokens": tokens, "indices": np.broadcast_to(np.arange(length), (batch, length))}
+    """The environment a program starts from: `tokens` [B, T] (vocabulary positions, NONE past an
+    input's end) and `indices` (NONE there too). Every line gives None where its operands are None,
+    and no Select selects it, so past an input's end every variable is None — but for
+    SelectorWidth and Aggregate, which give a value where nothing is selected (`run_line` clears it)."""
+    return {"tokens": tokens, "indices": np.where(tokens != NONE, np.arange(tokens.shape[1]), NONE)}
 
 
 def visible_keys(program: Program, length: int) -> np.ndarray | bool:
@@ -151,15 +159,16 @@ def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], 
              mean: bool = True) -> tuple[np.ndarray, np.ndarray | int]:
     """One line's values on the batch `env` holds, and a flag per input [B] (0 for none): RAISES
     where rasp.evaluate raises, IRREGULAR where only it can say what the line gives (`mean`: see
-    `evaluate_groups`)."""
+    `evaluate_batch`)."""
     args = [env[o] for o in line.operands]
     operands = [types[o] for o in line.operands]
     result = types[line.ret]
-    if line.op == "Aggregate":
-        return _aggregate(args[0], args[1], operands[1], mean)
+    if line.op == "Aggregate":  # past an input's end nothing is selected: a categorical value is NONE already
+        values, flags = _aggregate(args[0], args[1], operands[1], mean)
+        return (np.where(env["indices"] == NONE, np.nan, values) if operands[1].numerical else values), flags
     if line.op in ("SelectorWidth", "NumericalSelectorWidth"):  # the width is its own position in 0 … L
-        width = args[0].sum(axis=-1)
-        return (width.astype(float) if result.numerical else width), 0
+        width = np.where(env["indices"] == NONE, NONE, args[0].sum(axis=-1))
+        return (np.where(width == NONE, np.nan, width) if result.numerical else width), 0
     if line.op == "LinearSequenceMap":
         return line.fn[0] * args[0] + line.fn[1] * args[1], 0
     if line.op in ("Map", "NumericalMap"):
@@ -256,9 +265,12 @@ def _positions(numbers: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(sorted_[found] == x, order[found], -1)
 
 
-def decode(result: np.ndarray, output: VarType) -> list[list[Any]]:
-    """An output array as lists of values (None where undefined)."""
+def decode(batch: Batch, output: VarType) -> list[list[Any]]:
+    """A batch's outputs as lists of values, one per input (None where undefined)."""
+    lengths = batch.present.sum(axis=1).tolist()
     if output.numerical:
-        return [[None if np.isnan(v) else v for v in row] for row in result.astype(float).tolist()]
-    table = output.values
-    return [[None if v < 0 else table[v] for v in row] for row in result.tolist()]
+        rows = [[None if np.isnan(v) else v for v in row] for row in batch.output.astype(float).tolist()]
+    else:
+        table = output.values
+        rows = [[None if v < 0 else table[v] for v in row] for row in batch.output.tolist()]
+    return [row[:n] for row, n in zip(rows, lengths)]
