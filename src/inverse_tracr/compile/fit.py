@@ -235,21 +235,25 @@ class _State:
             try:
                 table = library.named_table(line.op, name, operands)
                 signature = library.signature(line.op, table, relabelled)
+                same_type = ops.result_type(line.op, table, operands, self.program.max_seq_len) == self.types[line.ret]
             except (KeyError, ValueError, TypeError):  # not defined on these values
                 continue
             if signature in seen:
                 continue
             seen.add(signature)
-            try:
-                program = Program([*self.lines[:i], line._replace(fn=table), *self.lines[i + 1:]],
-                                  self.program.vocab, self.program.max_seq_len, self.program.causal)
-            except ProgramError:  # its values do not fit the tables that read them
-                continue
-            self.trials += 1
-            agreement = self.behaviour.agreement(program).agreement
-            if agreement > best + 1e-12:
-                best, found = agreement, program
-        return None if found is None else self._better(found.lines)
+            if same_type:
+                score, lines = self._trial(i, line._replace(fn=table))  # every table downstream still fits: a trial
+            else:  # other values: the lines downstream are typed again, if their tables still fit them
+                try:
+                    program = Program([*self.lines[:i], line._replace(fn=table), *self.lines[i + 1:]],
+                                      self.program.vocab, self.program.max_seq_len, self.program.causal)
+                except ProgramError:
+                    continue
+                self.trials += 1
+                score, lines = self.behaviour.agreement(program).agreement, list(program.lines)
+            if score > best + 1e-12:
+                best, found = score, lines
+        return None if found is None else self._better(found)
 
     def _alternatives(self, i: int, table: tuple, e: int) -> list:
         line = self.lines[i]

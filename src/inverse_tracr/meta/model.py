@@ -198,6 +198,9 @@ class Decoding:
             return
         w = model._embed_weights(features)
         self.mask = torch.cat([weight_mask, torch.ones(b, 1, device=self.device)], dim=1)
+        # Rows of one model's weights (a search's) pad nothing: later tokens then need no mask at
+        # all, and building one from a padding mask of ones took a third of each step.
+        self._padded = not bool(weight_mask.all())
         positions = torch.cat([torch.arange(w.shape[1], device=self.device), model._program_positions(0, 1)])
         self.cache = None
         # The first pass holds the weights: the model's own mask (a prefix-LM's is 4-D); every
@@ -205,7 +208,7 @@ class Decoding:
         self._run(torch.cat([w, model.program_in(bos)], dim=1), positions, model.attention_mask(self.mask, w.shape[1]))
 
     def _run(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        mask = self.mask.long() if mask is None else mask
+        mask = (self.mask.long() if self._padded else None) if mask is None else mask
         out = self.model.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions.expand(len(embeds), -1),
                                   past_key_values=self.cache, use_cache=True)
         self.logits, self.cache = self.model.head(out.last_hidden_state[:, -1]), out.past_key_values
