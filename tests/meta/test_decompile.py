@@ -16,6 +16,7 @@ from distill_tools import MAPPED, rotated_student, with_entry
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
+import inverse_tracr.meta.decompile as decompile_module
 from inverse_tracr.compile import fit
 from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.compiler import compile_program
@@ -182,3 +183,33 @@ def test_no_fit_starts_once_the_budget_is_spent(zoo32, overfit, monkeypatch):
     monkeypatch.setattr(fit, "fit", slow)
     result = decompile(compiled, model, "meta", 1.5, SearchConfig(beam=4, repair_rounds=3, budget_seconds=3))
     assert result.evidence.candidates >= 4 and started == [True]
+
+
+def test_past_the_budget_only_the_answers_weights_are_compiled(zoo32, overfit, monkeypatch):
+    # Compiling a candidate again takes 0.1–0.5 s: asked of every candidate that could verify, it
+    # ran searches of the held-out zoo 1.5 s past a 2 s budget.
+    model, _ = overfit
+    samples = list(read_samples(str(zoo32 / "z/standard/shard-000000.tar")))
+    compiled, _ = model_from_sample(samples[0])
+    config = SearchConfig(beam=4, repair_rounds=3, budget_seconds=1)
+    late = [search.Candidate([], 1.0 - i, "beam", program=s.program) for i, s in enumerate(samples)]  # the first: likelier than greedy
+    compiles = []
+
+    class Agreeing(Behaviour):
+        """Every candidate agrees, so every one could verify; none compiles to the model's weights."""
+
+        def agreement(self, program, batch=None):
+            return dataclasses.replace(super().agreement(program, batch), agreement=1.0, defined=1.0)
+
+    def beam_past_the_budget(*args):
+        time.sleep(config.budget_seconds)
+        return late
+
+    monkeypatch.setattr(search, "beam_search", beam_past_the_budget)
+    monkeypatch.setattr(decompile_module, "_same_weights", lambda program, model: compiles.append(program) or False)
+    monkeypatch.setattr(model, "generate", lambda *args, **kwargs: [vocab.encode(samples[1].program)[1:]])
+    result = decompile(compiled, model, "meta", 1.0, config, Agreeing.of(compiled))
+    assert result.evidence.candidates == len({s.program.id for s in samples}) and result.evidence.verified
+    # the greedy guess, checked within the budget, and the answer: the beam's best, asked at the end
+    assert compiles == [samples[1].program, samples[0].program] and result.program == samples[0].program
+    assert result.evidence.identical_weights is False

@@ -166,8 +166,11 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
                 candidate.program = dataclasses.replace(candidate.program, causal=True)
             if candidate.program is not None and candidate.program.id not in checked:
                 agreement = behaviour.agreement(candidate.program)
-                verified, same = certify(candidate.program, agreement, model, threshold, behaviour.numerical)
-                checked[candidate.program.id] = _Checked(agreement, candidate, verified, same)
+                # Compiling a candidate again takes 0.1–0.5 s (a student's, more): past the budget,
+                # only the answer's weights are asked, at the end.
+                weighed = time.perf_counter() < deadline
+                verified, same = certify(candidate.program, agreement, model, threshold, behaviour.numerical, weighed)
+                checked[candidate.program.id] = _Checked(agreement, candidate, verified, same, weighed)
 
     def done() -> bool:
         return any(c.verified and c.same is not False for c in checked.values())
@@ -207,11 +210,13 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
                 check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions))
         if checked and best(checked.values())[0].agreement.agreement <= before:
             break
-    seconds = time.perf_counter() - started
     if not checked:
         return Decompiled(None, Evidence("meta-model", False, 0.0, 0.0, len(behaviour.inputs), behaviour.exhaustive, threshold,
-                                         None, 0, seconds, refusal, greedy_agreement), greedy.program)
+                                         None, 0, time.perf_counter() - started, refusal, greedy_agreement), greedy.program)
     top = max(checked.values(), key=lambda c: (c.verified, c.same is True, c.agreement.agreement, c.candidate.logprob))
+    if not top.weighed:
+        top.verified, top.same = certify(top.candidate.program, top.agreement, model, threshold, behaviour.numerical)
+    seconds = time.perf_counter() - started
     a = top.agreement
     return Decompiled(top.candidate.program, Evidence("meta-model", top.verified, a.agreement, a.defined, a.inputs, a.exhaustive,
                                                       threshold, top.same, len(checked), seconds, refusal, greedy_agreement,
@@ -219,16 +224,18 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
                       greedy.program)
 
 
-def certify(program: Program, agreement: Agreement, model: CompiledModel, threshold: float, numerical: bool) -> tuple[bool, bool | None]:
+def certify(program: Program, agreement: Agreement, model: CompiledModel, threshold: float, numerical: bool,
+            weights: bool = True) -> tuple[bool, bool | None]:
     """(verified, whether compiled again it gives the model's weights) for a candidate that agrees
-    with `model` as `agreement` says; the weights are asked only of a candidate that could verify."""
+    with `model` as `agreement` says; the weights are asked only of a candidate that could verify,
+    and only if `weights` (else None: a student's candidate is then not verified)."""
     if model.layout.readout:  # a student: only its weights can verify (module docstring)
-        same = _same_weights(program, model) if agreement.agreement >= threshold - STUDENT_SLACK else None
+        same = _same_weights(program, model) if weights and agreement.agreement >= threshold - STUDENT_SLACK else None
         return same is True, same
     # Programs that behave alike are told apart by the strongest certificate: compiled again, a
     # standard model's program gives its very weights.
     verified = verifies(agreement, threshold, numerical)
-    return verified, _same_weights(program, model) if verified else None
+    return verified, _same_weights(program, model) if verified and weights else None
 
 
 @dataclasses.dataclass
@@ -236,7 +243,8 @@ class _Checked:
     agreement: Agreement
     candidate: search.Candidate
     verified: bool
-    same: bool | None  # recompiled to the model's weights (None: not askable, or not verified)
+    same: bool | None  # recompiled to the model's weights (None: not askable, not verified, or not weighed)
+    weighed: bool = True  # its weights were asked, if it could verify (not past the budget)
 
 
 def _same_weights(program: Program, model: CompiledModel) -> bool | None:
