@@ -365,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the program a model computes, with the evidence for it (exact reader, else meta-model + checked search)",
         description=(
             "Decompile a model: a zoo sample (shard URL and --index/--key) or a params .npz with --layout. Standard "
-            "Tracr models are read exactly from their weights; others (distilled students) go to the meta-model of "
+            "Tracr models are read exactly from their weights, compressed students too (unfolded into the compiled "
+            "model they were distilled from; the reading must fold into their weights); others (natural students, "
+            "trained models) go to the meta-model of "
             "--store/--zoo/--run, whose candidates (greedy, beam search, samples, repairs) are each run against the "
             "model on every input: the answer is the one that agrees best, marked verified or not."
         ),

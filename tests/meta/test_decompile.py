@@ -88,12 +88,29 @@ def test_the_search_finds_a_program_greedy_decoding_misses(zoo32, overfit):
 def test_an_unverified_answer_says_so_with_its_best_agreement():
     program = Program.from_rasp(lib.make_hist(), range(5), 5)
     rotated = rotated_student(compile_program(program))
+    rng = np.random.default_rng(0)  # every weight nudged: a natural student, which the reader cannot unfold
+    natural = dataclasses.replace(rotated, params={k: v + rng.normal(scale=0.01, size=v.shape).astype(np.float32) for k, v in rotated.params.items()})
     untrained = MetaModel(MetaConfig(preset="tiny", max_chunks=128)).eval()
-    result = decompile(rotated, untrained, "auto", 1.0, SearchConfig(beam=2, repair_rounds=0))
+    result = decompile(natural, untrained, "auto", 1.0, SearchConfig(beam=2, repair_rounds=0))
     evidence = result.evidence
-    assert evidence.method == "meta-model" and evidence.reader_refusal.startswith("not a compiled Tracr layout")
+    assert evidence.method == "meta-model" and evidence.reader_refusal.startswith("not a compiled Tracr layout: a student")
     assert not evidence.verified and evidence.agreement < 1.0 and evidence.identical_weights is None
-    assert decompile(rotated, None, "reader").program is None  # the reader alone: no answer, no guess
+    assert decompile(natural, None, "reader").program is None  # the reader alone: no answer, no guess
+
+
+def test_the_reader_decompiles_a_compressed_student_verified_by_its_weights(monkeypatch):
+    program = Program.from_rasp(lib.make_hist(), range(5), 5)
+    teacher = compile_program(program)
+    narrow = rotated_student(teacher, width=teacher.layout.residual_width // 2)
+    found = decompile(narrow, None, "auto", 0.9)
+    evidence = found.evidence
+    assert found.program == program and evidence.method == "reader" and evidence.reader_refusal is None
+    assert evidence.verified and evidence.identical_weights is True and evidence.candidates == 1
+    assert evidence.agreement == Behaviour.of(narrow).agreement(program).agreement and evidence.inputs > 0
+    # A reading that, compiled again, would not fold into the student is no answer.
+    monkeypatch.setattr(decompile_module, "_same_weights", lambda program, model: False)
+    refused = decompile(narrow, None, "reader", 0.9)
+    assert refused.program is None and "does not fold" in refused.evidence.reader_refusal
 
 
 def test_a_students_answer_is_verified_by_its_weights_not_by_agreeing_as_well_as_the_student_did():

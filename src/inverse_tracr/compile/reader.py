@@ -59,6 +59,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import numpy as np
 from tracr.rasp import rasp
 
+from inverse_tracr.compile import unfold
 from inverse_tracr.compile.check import Behaviour
 from inverse_tracr.compile.model import BOS, LAYER_MODULES, PAD, POS_EMBED, READOUT, TOKEN_EMBED, CompiledModel, layer_param
 from inverse_tracr.programs import Program, ProgramError
@@ -991,7 +992,18 @@ def read(model: CompiledModel, verify: bool = True) -> Reading:
     Raises `NotCompiledLayout` when the weights are not a Tracr layout, or (with `verify`) when the
     program read disagrees with the model's own forward pass (`ReadingMismatch`) on any input up to
     the model's length (a random sample where there are more than 5,000).
+
+    A compressed student (a model with a read-out) is unfolded into the compiled model it was folded
+    from (`compile.unfold`) and read as that. Its behaviour is its own, not its teacher's, so it is
+    not compared here: the reading is checked by compiling it again and projecting it onto the
+    student's weights (`compile.projection`, as `meta.decompile` does).
     """
+    student = model.layout.readout
+    if student:
+        try:
+            model = unfold.unfold(model)
+        except unfold.NotUnfolded as error:
+            _refuse(f"a student that is not a compiled model seen through a projection ({error})")
     reader = _Reader(model)
     sop, ops = reader.read()
     try:
@@ -999,7 +1011,7 @@ def read(model: CompiledModel, verify: bool = True) -> Reading:
     except ProgramError as error:
         _refuse(f"the weights read as a program Tracr could not have compiled: {error}")
     checked, exhaustive = 0, False
-    if verify:
+    if verify and not student:
         agreement = Behaviour.of(model).agreement(program)
         checked, exhaustive = agreement.inputs, agreement.exhaustive
         if agreement.agreement < 1 or agreement.positions == 0:

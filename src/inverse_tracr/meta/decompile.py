@@ -4,8 +4,9 @@ Two ways to an answer, tried in this order by `method="auto"`:
 
 1. the **exact reader** (`compile.reader`): a standard Tracr model carries its program in its
    weights; the reading is checked against the model's forward pass on every input and, compiled
-   again, must give the model's own parameters;
-2. the **meta-model** and its **search** (`meta.search`), for weights the reader refuses (distilled
+   again, must give the model's own parameters. A compressed student carries its teacher's
+   (`compile.unfold`): its reading, compiled again, must fold into the student's weights;
+2. the **meta-model** and its **search** (`meta.search`), for weights the reader refuses (natural
    students, trained models): greedy decoding, beam search, optional sampling, and rounds that fit
    the best candidates' tables to the model (`compile.fit`) and repair the best candidates, within
    a time budget. Every candidate is run against the model on every input
@@ -134,20 +135,33 @@ def decompile(
     started = time.perf_counter()
     refusal = None
     if method in ("auto", "reader"):
-        try:
-            reading = reader.read(model)
-        except reader.NotCompiledLayout as error:
-            refusal = str(error)
-            if method == "reader" or meta_model is None:
-                return Decompiled(None, Evidence("reader", False, 0.0, 0.0, 0, False, threshold, None, 0,
-                                                 time.perf_counter() - started, refusal))
-        else:
-            same = _same_weights(reading.program, model)
-            return Decompiled(reading.program, Evidence("reader", True, 1.0, 1.0, reading.checked_inputs, reading.exhaustive,
-                                                        threshold, same, 1, time.perf_counter() - started))
+        found, refusal = _read(model, threshold, behaviour, started)
+        if found is not None:
+            return found
+        if method == "reader" or meta_model is None:
+            return Decompiled(None, Evidence("reader", False, 0.0, 0.0, 0, False, threshold, None, 0,
+                                             time.perf_counter() - started, refusal))
     if meta_model is None:
         raise DecompileError("the meta-model method needs a trained meta-model (load_model(store, zoo, run))")
     return _search(model, meta_model, threshold, config, behaviour or Behaviour.of(model), started, refusal)
+
+
+def _read(model: CompiledModel, threshold: float, behaviour: Behaviour | None, started: float) -> tuple[Decompiled | None, str | None]:
+    """The exact reader's answer, or why there is none."""
+    try:
+        reading = reader.read(model)
+    except reader.NotCompiledLayout as error:
+        return None, str(error)
+    same = _same_weights(reading.program, model)
+    if not model.layout.readout:
+        return Decompiled(reading.program, Evidence("reader", True, 1.0, 1.0, reading.checked_inputs, reading.exhaustive,
+                                                    threshold, same, 1, time.perf_counter() - started)), None
+    if not same:
+        return None, reader.PREFIX + "the program read from the student's unfolded weights, compiled again, does not fold into them"
+    # A student's weights verify its program; its agreement (its own with its teacher) is reported.
+    a = (behaviour or Behaviour.of(model)).agreement(reading.program)
+    return Decompiled(reading.program, Evidence("reader", True, a.agreement, a.defined, a.inputs, a.exhaustive, threshold,
+                                                True, 1, time.perf_counter() - started)), None
 
 
 def _search(model: CompiledModel, meta_model, threshold: float, config: SearchConfig, behaviour: Behaviour,
