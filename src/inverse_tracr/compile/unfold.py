@@ -17,10 +17,13 @@ why the smallest exact fit is kept and the program read is judged by the project
 not by this module.
 
 Rebuilt on these atoms — `one`, the tokens, the indices, then each sublayer's in the order it
-writes them — the teacher's tensors are Tracr's again, up to the order of each variable's values
-(which the student does not keep) and the scale of a numerical MLP's output that nothing later pins
-(a read-out or a head's value read does), and `compile.reader` reads them as any compiled model.
-Anything else raises `NotUnfolded`.
+writes them — the teacher's tensors are Tracr's again, and `compile.reader` reads them as any
+compiled model. Two things the residual alone does not keep are taken from where the student keeps
+them: a variable's value order, from the head columns and SequenceMap units that run through its
+values in order (where nothing does, the reading may relabel that variable's values: the same
+student weights, another canonical program); and the scale of a number an MLP writes (a
+LinearSequenceMap's, a numerical Map's), from whatever reads it — the read-out, a head's value
+column, or a discretising MLP, which reads with Tracr's slope. Anything else raises `NotUnfolded`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, READOUT, TOKEN_EMBE
 #: A vector is a combination of atoms when the remainder is this share of its norm (a student is
 #: stored in float32; a wrong atom misses by a share of ~1).
 RTOL = 1e-4
+#: The slope L with which Tracr's discretising MLPs read a number (its compiler's `mlp_exactness`).
+MLP_EXACTNESS = 100.0
 
 
 class NotUnfolded(ValueError):
@@ -243,7 +248,7 @@ class _Unfolder:
         w1, w2 = p[layer_param(layer, "mlp/linear_1/w")], p[layer_param(layer, "mlp/linear_2/w")]
         before = len(self.groups)
         units = [u for u in range(w1.shape[1]) if np.linalg.norm(w1[:, u]) > RTOL or np.linalg.norm(w2[u]) > RTOL]
-        discretising: dict[int, list[int]] = {}  # input dim -> its threshold units
+        thresholds: dict[int, int] = {}  # threshold unit -> the dim it reads
         starts, cleaners, lookups = [], [], []
         for u in units:
             dims = self._read(w1[:, u], before, pairs=True)
@@ -257,29 +262,35 @@ class _Unfolder:
             elif rest == [self.bos]:
                 cleaners.append(u)
             elif self.one in dims and len(rest) == 1:
-                discretising.setdefault(rest[0], []).append(u)
+                thresholds[u] = rest[0]
             else:
                 lookups.append(u)
         new: list[int] = []
         for u in lookups:  # a lookup unit writes its output value's atom with weight 1
             if np.linalg.norm(w2[u]) > RTOL:
                 dim = next((d for d in new if np.linalg.norm(self.atoms[d] - w2[u]) <= RTOL * max(1.0, np.linalg.norm(w2[u]))), None)
+                if dim is None:  # a LinearSequenceMap's units write ± its factors times one atom
+                    dim = next((d for d in new if _solve(self.atoms[d][None], w2[u]) is not None), None)
+                    self.free |= {dim} - {None}
                 self.writes["linear_2", layer, u] = [dim if dim is not None else self._add(w2[u])]
                 new += [d for d in self.writes["linear_2", layer, u] if d not in new]
-        outputs = {}
         # Tracr lays out each discretising MLP's units together, its `one`-reading start unit last.
-        owner = {u: x for x, threshold_units in discretising.items() for u in threshold_units}
-        for x, threshold_units in discretising.items():
-            mine = [s for s in starts if owner.get(s - 1, owner.get(s + 1)) == x]
+        blocks: list[tuple[int, list[int], list[int]]] = []  # (input dim, threshold units, start units)
+        for u in sorted([*thresholds, *starts]):
+            if u in thresholds and (not blocks or blocks[-1][0] != thresholds[u] or blocks[-1][2]):
+                blocks.append((thresholds[u], [], []))
+            if not blocks:
+                _refuse(f"layer {layer}'s MLP has a unit reading only `one` before any threshold unit")
+            blocks[-1][1 if u in thresholds else 2].append(u)
+        outputs = []  # (input dim, output dims) of each discretising MLP
+        for x, threshold_units, mine in blocks:
             dims = self._discretised(layer, x, threshold_units, mine, w1, w2)
             for u in threshold_units + mine:
                 self.writes["linear_2", layer, u] = dims
-            outputs[x] = dims
+            outputs.append((x, dims))
             new += [d for d in dims if d not in new]
-        if starts and not discretising:
-            _refuse(f"layer {layer}'s MLP has units reading only `one` and no threshold units")
         # A layer's SelectorWidths share one BOS-cleaning unit, which writes into their dims.
-        cleaned = [d for x, dims in outputs.items() for d in dims + [x]]
+        cleaned = [d for x, dims in outputs for d in dims + [x]]
         for u in cleaners:
             weights = _solve(np.array([self.atoms[d] for d in cleaned]), w2[u]) if cleaned else None
             if weights is None:
@@ -297,11 +308,15 @@ class _Unfolder:
                     tables.append((set(), []))
                 tables[-1][0].update(hot)
                 tables[-1][1].extend(d for d in self.writes["linear_2", layer, u] if d not in tables[-1][1])
-        self.groups += [dims for tables in runs.values() for _, dims in tables] + list(outputs.values())
+        self.groups += [dims for tables in runs.values() for _, dims in tables] + [dims for _, dims in outputs]
 
     def _discretised(self, layer: int, x: int, units: list[int], starts: list[int], w1, w2) -> list[int]:
         """The dims a discretising MLP writes: its outputs between thresholds, each one atom
         (several: a categorical output) or multiples of one (a numerical output)."""
+        if x in self.free:  # a number nothing pinned yet: scaled so that it is read with Tracr's slope
+            slope = _solve(np.array([self.atoms[x], self.atoms[self.one]]), w1[:, units[0]])[0]
+            self.atoms[x] = self.atoms[x] * slope / MLP_EXACTNESS
+            self.free.discard(x)
         basis = np.array([self.atoms[x], self.atoms[self.one]])
         reads = np.array([_solve(basis, w1[:, u]) for u in units])  # [U, 2]: (slope, bias)
         order = np.argsort(-reads[:, 1])
