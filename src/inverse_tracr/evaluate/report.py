@@ -76,8 +76,9 @@ def markdown(report: dict[str, Any]) -> str:
         found = report["search"]
         out += ["", "## Meta-model: greedy vs checked search", "",
                 "Each candidate (greedy, beam search, repairs) is run against the model on every input; *verified*: the "
-                "chosen one agrees wherever it defines an output (a distilled student: as often as it agrees with its "
-                "teacher). The exact reader's answers are not counted here.", ""]
+                "chosen one agrees wherever it defines an output (greedy: it agrees on every output) — a compressed "
+                "student's only when, compiled again, it folds into the student's weights, a natural student's never. "
+                "The exact reader's answers are not counted here.", ""]
         rows = [["decoding", "verified %", "exact %", "functional %", "seconds / program"]]
         if "autoregressive" in report["decodings"]:
             greedy = report["decodings"]["autoregressive"]
@@ -88,7 +89,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("reader"):
         read = report["reader"]
         out += ["", "## Exact reader (the weights read directly; not a meta-model figure)", "",
-                _markdown([["read %", "exact %", "functional %", "wrong (unflagged)", "recompiled identical %", "seconds / program"],
+                _markdown([["read %", "exact %", "functional %", "wrong (unflagged)", "recompiled identical (a student: folds into its weights) %", "seconds / program"],
                            [_pct(read["read"]), _pct(read["exact"]), _pct(read["functional"]), str(read["wrong"]),
                             _pct(read["identical_weights"]), f"{read['seconds_per_program']:.3f}"]])]
     if report.get("lib"):
