@@ -528,8 +528,10 @@ def _decompile(args: argparse.Namespace) -> int:
             raise UserError(errors[0] if errors else f"no such sample in {args.url}")
         model, threshold = model_from_sample(sample)
         true = sample.program
-    meta_model = None
-    if args.method != "reader":
+    config = _config(SearchConfig, args, fit=not args.no_fit)
+    # The reader first: the meta-model (torch, transformers: seconds to import and load) only where it refuses.
+    result = None if args.method == "meta" else decompile(model, None, "reader", threshold, config)
+    if args.method == "meta" or (args.method == "auto" and result.program is None):
         from inverse_tracr.meta.train import TrainError, load_model
 
         try:
@@ -537,7 +539,8 @@ def _decompile(args: argparse.Namespace) -> int:
         except (TrainError, FileNotFoundError) as error:
             if args.method == "meta":
                 raise UserError(str(error)) from None
-    result = decompile(model, meta_model, args.method, threshold, _config(SearchConfig, args, fit=not args.no_fit))
+        else:
+            result = decompile(model, meta_model, args.method, threshold, config)
     if args.json:
         print(json.dumps({**result.to_json(), "true": None if true is None else true.to_json()}, indent=1))
         return 0

@@ -113,6 +113,20 @@ def test_the_reader_decompiles_a_compressed_student_verified_by_its_weights(monk
     assert refused.program is None and "does not fold" in refused.evidence.reader_refusal
 
 
+def test_a_model_the_reader_answers_never_imports_torch():
+    """torch and transformers take ~8 s to import on 2 cores: only the meta-model's search needs them."""
+    code = ("import sys\n"
+            "from tracr.compiler import lib\n"
+            "from inverse_tracr.compile.compiler import compile_program\n"
+            "from inverse_tracr.meta.decompile import decompile\n"
+            "from inverse_tracr.programs import Program\n"
+            "found = decompile(compile_program(Program.from_rasp(lib.make_hist(), range(5), 5)))\n"
+            "assert found.evidence.method == 'reader' and found.evidence.verified\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_students_answer_is_verified_by_its_weights_not_by_agreeing_as_well_as_the_student_did():
     exact = rotated_student(compile_program(MAPPED))  # a compressed student as faithful as its teacher
     behaviour = Behaviour.of(exact)

@@ -32,15 +32,17 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inverse_tracr.compile import fit, projection, reader
 from inverse_tracr.compile.check import Agreement, Behaviour, identical_weights, verifies
 from inverse_tracr.compile.compiler import compile_program
 from inverse_tracr.compile.model import BOS, PAD, POS_EMBED, CompiledModel, Layout
-from inverse_tracr.meta import search
 from inverse_tracr.meta.config import SearchConfig
 from inverse_tracr.programs import Program
+
+if TYPE_CHECKING:
+    from inverse_tracr.meta import search
 
 METHODS = ("auto", "reader", "meta")
 #: Candidates each search round fits to the model: on 300 held-out programs (2 s each) fitting
@@ -166,6 +168,10 @@ def _read(model: CompiledModel, threshold: float, behaviour: Behaviour | None, s
 
 def _search(model: CompiledModel, meta_model, threshold: float, config: SearchConfig, behaviour: Behaviour,
             started: float, refusal: str | None) -> Decompiled:
+    # Imported here: it brings torch and transformers (8 s to import on 2 cores), which a model the
+    # reader answers never needs.
+    from inverse_tracr.meta import search
+
     vocab_ = tuple(t for t in model.layout.input_tokens if t not in (BOS, PAD))
     max_seq_len = model.params[POS_EMBED].shape[0] - 1
     labels = model.layout.output_values
