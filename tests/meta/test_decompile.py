@@ -216,9 +216,25 @@ def test_no_fit_starts_once_the_budget_is_spent(zoo32, overfit, monkeypatch):
     assert result.evidence.candidates >= 4 and started == [True]
 
 
+def test_every_decoder_stops_at_its_deadline(zoo32, overfit):
+    # A beam search or repair started just before the deadline ran searches of the held-out zoo up to 1.3 s past it.
+    model, _ = overfit
+    sample = next(iter(read_samples(str(zoo32 / "z/standard/shard-000000.tar"))))
+    args, shape = (model, sample.params), (sample.program.vocab, sample.program.max_seq_len)
+    found = search.beam_search(*args, *shape, 4, deadline=time.perf_counter() + 60)
+    assert found and found[0].ids == vocab.encode(sample.program)[1:]  # the overfit model's first choice
+    assert search.repair(*args, found[0], *shape, 4, deadline=time.perf_counter() + 60)
+    assert search.sample(*args, *shape, 4, deadline=time.perf_counter() + 60)
+    past = time.perf_counter()
+    assert search.beam_search(*args, *shape, 4, deadline=past) == []
+    assert search.repair(*args, found[0], *shape, 4, deadline=past) == []
+    assert search.sample(*args, *shape, 4, deadline=past) == []
+
+
 def test_past_the_budget_only_the_answers_weights_are_compiled(zoo32, overfit, monkeypatch):
     # Compiling a candidate again takes 0.1–0.5 s: asked of every candidate that could verify, it
-    # ran searches of the held-out zoo 1.5 s past a 2 s budget.
+    # ran searches of the held-out zoo 1.5 s past a 2 s budget. Checking each of a late batch's
+    # candidates (~30 ms each) ran them further: past the budget only the likeliest is checked.
     model, _ = overfit
     samples = list(read_samples(str(zoo32 / "z/standard/shard-000000.tar")))
     compiled, _ = model_from_sample(samples[0])
@@ -240,7 +256,7 @@ def test_past_the_budget_only_the_answers_weights_are_compiled(zoo32, overfit, m
     monkeypatch.setattr(decompile_module, "_same_weights", lambda program, model: compiles.append(program) or False)
     monkeypatch.setattr(model, "generate", lambda *args, **kwargs: [vocab.encode(samples[1].program)[1:]])
     result = decompile(compiled, model, "meta", 1.0, config, Agreeing.of(compiled))
-    assert result.evidence.candidates == len({s.program.id for s in samples}) and result.evidence.verified
-    # the greedy guess, checked within the budget, and the answer: the beam's best, asked at the end
+    assert result.evidence.candidates == 2 and result.evidence.verified
+    # the greedy guess, checked within the budget, and the answer: the beam's likeliest, asked at the end
     assert compiles == [samples[1].program, samples[0].program] and result.program == samples[0].program
     assert result.evidence.identical_weights is False

@@ -10,7 +10,9 @@ Two ways to an answer, tried in this order by `method="auto"`:
    students, trained models): greedy decoding, beam search, optional sampling, and rounds that fit
    the best candidates' tables to the model (`compile.fit`) and repair the best candidates, within
    a time budget. Every candidate is run against the model on every input
-   (`compile.check.Behaviour`) and the one that agrees best is the answer.
+   (`compile.check.Behaviour`) and the one that agrees best is the answer. Nothing runs past the
+   budget but the last step under way (a decoder's token, a fit's trial) and the answer's own
+   certificate (compiled again: 0.1–0.5 s), where it could verify.
 
 An answer is *verified* when it agrees with the model everywhere it defines an output (and defines
 at least half of them; a numerical one, all: `check.verifies`). A distilled student agrees with its
@@ -179,7 +181,10 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
     deadline = started + config.budget_seconds
 
     def check(candidates: list[search.Candidate]) -> None:
-        for candidate in candidates:
+        # Past the deadline only the likeliest of a batch is checked (~30 ms; a fit's single result too).
+        for i, candidate in enumerate(sorted(candidates, key=lambda c: -c.logprob)):
+            if i and time.perf_counter() >= deadline:
+                break
             if candidate.program is None:
                 candidate.decode(vocab_, max_seq_len, labels)
             if candidate.program is not None and model.layout.causal:
@@ -202,9 +207,9 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
     check([greedy])
     greedy_agreement = checked[greedy.program.id].agreement.agreement if greedy.program is not None else None
     if not done() and config.beam > 1 and time.perf_counter() < deadline:
-        check(search.beam_search(meta_model, model.params, vocab_, max_seq_len, config.beam))
+        check(search.beam_search(meta_model, model.params, vocab_, max_seq_len, config.beam, deadline))
     if not done() and config.samples and time.perf_counter() < deadline:
-        check(search.sample(meta_model, model.params, vocab_, max_seq_len, config.samples, config.temperature))
+        check(search.sample(meta_model, model.params, vocab_, max_seq_len, config.samples, config.temperature, deadline=deadline))
     # Rounds climb: each fits the tables of the best candidates not fitted yet to the model's
     # behaviour (`compile.fit`), then forks the two best candidates not forked yet, so that a program
     # with two wrong tokens is mended one token a round, guided by how much closer each fork behaves.
@@ -227,7 +232,7 @@ def _search(model: CompiledModel, meta_model, threshold: float, config: SearchCo
         for c in best(c for c in checked.values() if c.candidate.program.id not in repaired and c.candidate.steps)[:2]:
             if time.perf_counter() < deadline and not done():
                 repaired.add(c.candidate.program.id)
-                check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions))
+                check(search.repair(meta_model, model.params, c.candidate, vocab_, max_seq_len, config.repair_positions, deadline))
         if checked and best(checked.values())[0].agreement.agreement <= before:
             break
     if not checked:
