@@ -196,21 +196,21 @@ def run_line(line: Line, env: dict[str, np.ndarray], types: dict[str, VarType], 
 
 
 def table_index(x: np.ndarray, y: np.ndarray, ny: int) -> np.ndarray:
-    """Where a two-operand table is read for operand positions x, y (row-major; −1 where either is None)."""
-    return np.where((x >= 0) & (y >= 0), x * ny + y, -1)
+    """Where a two-operand table is read for operand positions x, y (row-major; NONE where either is None)."""
+    return np.where((x >= 0) & (y >= 0), x * ny + y, NONE)
 
 
 def _lut(table: ops.Table, result: VarType) -> np.ndarray:
-    """Table entries as positions in the result's value set (−1: None), or as floats."""
+    """Table entries as positions in the result's value set (NONE: None), or as floats."""
     if result.numerical:
         return np.array([np.nan if v is None else float(v) for v in table])
     index = result.index()
-    return np.array([-1 if v is None else index[v] for v in table], np.int64)
+    return np.array([NONE if v is None else index[v] for v in table], np.int64)
 
 
 def _map(table: ops.Table, x: np.ndarray, operand: VarType, result: VarType) -> np.ndarray:
     lut = _lut(table, result)
-    missing = np.nan if result.numerical else -1
+    missing = np.nan if result.numerical else NONE
     if operand.numerical:  # Tracr's discretising MLP: the interval of the nearest defined value
         defined = [i for i, v in enumerate(table) if v is not None]
         if not defined:
