@@ -11,8 +11,9 @@ Two ways to an answer, tried in this order by `method="auto"`:
    the best candidates' tables to the model (`compile.fit`) and repair the best candidates, within
    a time budget. Every candidate is run against the model on every input
    (`compile.check.Behaviour`) and the one that agrees best is the answer. Nothing runs past the
-   budget but the last step under way (a decoder's token, a fit's trial) and the answer's own
-   certificate (compiled again: 0.1–0.5 s), where it could verify.
+   budget but the step under way (a decoder's token, a fit's trial), the check of a late batch's
+   likeliest candidate, and the answer's own certificate (compiled again: 0.1–0.5 s) where it
+   could verify.
 
 An answer is *verified* when it agrees with the model everywhere it defines an output (and defines
 at least half of them; a numerical one, all: `check.verifies`). A distilled student agrees with its
