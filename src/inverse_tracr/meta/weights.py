@@ -66,6 +66,13 @@ def width(form: str) -> int:
     return floats(form) + len(PARAM_TYPES) + MAX_LAYERS + 1
 
 
+def sublayers(params: dict[str, np.ndarray]) -> int | None:
+    """How many sublayers (an attention and an MLP per layer) the model has, by its parameters'
+    names; None where they name no layers (then the program's grammar does not count them)."""
+    layers = [int(m[1]) for m in map(LAYER_PARAM.match, params) if m]
+    return 2 * (max(layers) + 1) if layers else None
+
+
 def features(params: dict[str, np.ndarray], form: str) -> np.ndarray:
     """[N, width(form)]: a model's weight tokens."""
     if form == "chunks":

@@ -1,4 +1,4 @@
-"""RASP programs: the named-function library, canonical lines, conversions, and the sampler."""
+"""RASP programs: the named-function library, canonical lines, conversions, the sampler, and where Tracr puts each line."""
 
 from inverse_tracr.programs.program import Program, ProgramError
 
