@@ -1,4 +1,5 @@
-"""Program tokens that round-trip, a grammar that admits every true program, and clear verdicts on invalid sequences."""
+"""Program tokens that round-trip, a grammar that admits every true program and counts sublayers,
+and clear verdicts on invalid sequences."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab
-from inverse_tracr.programs import ProgramError
+from inverse_tracr.programs import ProgramError, layers
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 
@@ -20,19 +21,43 @@ def test_program_tokens_round_trip_and_the_grammar_admits_every_true_program():
         ids = vocab.encode(program)
         # table entries are positions in value sets: the model's own labels come back from its layout
         assert vocab.decode(ids, program.vocab, program.max_seq_len, output_labels(program)) == program
-        grammar = vocab.Grammar(program.vocab, program.max_seq_len)
-        for token in ids[1:]:
-            assert token in grammar.allowed(), (program.source(), vocab.TOKENS[token])
-            grammar.step(token)
-        assert grammar.done
+        assert ids.count(vocab.EOL_ID) == layers.count(program)
+        for sublayers in (None, layers.count(program)):
+            grammar = vocab.Grammar(program.vocab, program.max_seq_len, sublayers)
+            for token in ids[1:]:
+                assert token in grammar.allowed(), (program.source(), vocab.TOKENS[token])
+                grammar.step(token)
+            assert grammar.done
     assert sum(vocab.INDEX[vocab.TABLE] in vocab.encode(p) for p in programs) > 20
 
 
+def test_a_grammar_told_the_sublayers_fills_exactly_that_many():
+    program = tracr_lib_programs()["length"]  # SelectorWidth: an attention and an MLP, one layer
+    ids = vocab.encode(program)
+    assert ids.count(vocab.EOL_ID) == 2
+    deeper = vocab.Grammar(program.vocab, program.max_seq_len, sublayers=4)
+    for token in ids[1:-1]:
+        deeper.step(token)
+    assert vocab.EOS_ID not in deeper.allowed() and vocab.EOL_ID in deeper.allowed()
+    for _ in range(2):  # a layer more: nothing new can be read in it, but it may stay empty
+        deeper.step(vocab.EOL_ID)
+    assert deeper.allowed() == {vocab.EOS_ID}
+    # Told one layer, a program cannot close its only MLP empty: it could never end.
+    empty = vocab.Grammar(program.vocab, program.max_seq_len, sublayers=2)
+    empty.step(vocab.EOL_ID)
+    assert vocab.EOL_ID not in empty.allowed() and vocab.INDEX["Map"] in empty.allowed()
+
+
 @pytest.mark.parametrize("tokens, fragment", [
-    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3"], "end-of-program"),
-    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3"], "end-of-program"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", vocab.EOS], "cannot come here"),
     ([vocab.BOS, "Aggregate", "v1", "tokens", "NA", "v1", vocab.EOS], "cannot come here"),
-    ([vocab.BOS, "Map", "tokens", "NA", vocab.TABLE, "#0", "#1", "v1", vocab.EOS], "cannot come here"),  # 5 entries due
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", vocab.TABLE, "#0", "#1", "v1", vocab.EOS], "cannot come here"),  # 5 entries due
+    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOS], "cannot come here"),  # an MLP's op in an attention sublayer
+    # v2 reads v1 in the sublayer that writes it
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", "Map", "v1", "NA", "@lt_3", "v2", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOS], "cannot come here"),  # the MLP is not closed
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOL, vocab.EOL, vocab.EOS], "cannot come here"),  # half a layer
 ])
 def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
     with pytest.raises(ProgramError, match=fragment):

@@ -2,13 +2,16 @@
 
 Definitions (the report and README use these words exactly):
 
-- A program's *target tokens* are its canonical lines in the target layout (`meta.vocab`: op,
-  two arguments, the function — an alias or a table's entries — and the variable), then EOS; BOS
-  and padding never count. Predictions are compared position by position with the target; a
-  prediction that ends early is wrong at every missing position.
+- A program's *target tokens* are its lines in the target layout (`meta.vocab`: op, two
+  arguments, the function — an alias or a table's entries — and the variable; grouped by the
+  sublayer that computes them, each sublayer closed by EOL), then EOS; BOS and padding never
+  count. Predictions are compared position by position with the target; a prediction that ends
+  early is wrong at every missing position.
 - *Token accuracy (all fields)*: right target tokens / all target tokens.
 - *Token accuracy (non-NA fields)*: the same over positions whose target is not NA (NA padding is
   easy to predict and inflates the first figure).
+- *Token accuracy (line fields)*: the same over the lines' tokens, leaving out EOL and EOS — how
+  many of those a layout has is its own, so this is the figure that compares layouts.
 - *Program buckets*: the share of programs whose own all-fields accuracy is ≥ 50, 60, 70, 80, 90
   and 100 % (the thesis's table).
 - *Exact match*: the prediction decodes (with the model's vocabulary and output labels) to a
@@ -72,7 +75,7 @@ def ops_of(ids: Sequence[int]) -> list[str]:
     """The op token of each line of a (predicted) token sequence without BOS."""
     ops = []
     for i, field in zip(ids, vocab.fields(ids)):
-        if field == 0 and 0 <= i < len(vocab.TOKENS) and vocab.TOKENS[i] != vocab.EOS:
+        if field == 0 and 0 <= i < len(vocab.TOKENS) and vocab.TOKENS[i] not in vocab.ENDS:
             ops.append(vocab.TOKENS[i])
     return ops
 
@@ -85,7 +88,7 @@ class Scored:
     lines: int
     hits: list[bool]  # per target token
     non_na: list[bool]  # per target token: is the target not NA?
-    fields: list[int]  # per target token: its field (vocab.FIELDS), len(FIELDS) for EOS
+    fields: list[int]  # per target token: its field (vocab.FIELDS), len(FIELDS) for EOL and EOS
     true_ops: list[str]
     predicted_ops: list[str | None]  # per true line; None where the prediction has no such line
     valid: bool
@@ -133,7 +136,7 @@ def summarise(results: Sequence[Scored]) -> dict[str, Any]:
     non_na = [h for r in results for h, keep in zip(r.hits, r.non_na) if keep]
     by_field = {
         name: _share([h for r in results for h, f in zip(r.hits, r.fields) if f == i])
-        for i, name in enumerate((*vocab.FIELDS, "eos"))
+        for i, name in enumerate((*vocab.FIELDS, "ends"))
     }
     by_length: dict[str, dict[str, float]] = {}
     for length in sorted({r.lines for r in results}):
@@ -148,6 +151,7 @@ def summarise(results: Sequence[Scored]) -> dict[str, Any]:
         "programs": len(results),
         "token_accuracy": _share(all_hits),
         "token_accuracy_non_na": _share(non_na),
+        "token_accuracy_lines": _share([h for r in results for h, f in zip(r.hits, r.fields) if f < len(vocab.FIELDS)]),
         "buckets": {f">={b}%": _share([r.accuracy * 100 >= b - 1e-9 for r in results]) for b in BUCKETS},
         "valid": _share([r.valid for r in results]),
         "exact": _share([r.exact for r in results]),

@@ -22,7 +22,7 @@ def _pct(x: float) -> str:
 
 def bucket_table(report: dict[str, Any]) -> list[list[str]]:
     """Rows: decoding, token accuracy, then the share of programs in each bucket (thesis layout)."""
-    header = ["decoding", "tokens %", "non-NA %", *(f"≥{b}%" for b in reversed(BUCKETS)), "exact %", "functional %"]
+    header = ["decoding", "tokens %", "non-NA %", "lines %", *(f"≥{b}%" for b in reversed(BUCKETS)), "exact %", "functional %"]
     rows = [header]
     for decoding, summary in report["decodings"].items():
         if not summary.get("programs"):
@@ -31,11 +31,12 @@ def bucket_table(report: dict[str, Any]) -> list[list[str]]:
             decoding,
             _pct(summary["token_accuracy"]),
             _pct(summary["token_accuracy_non_na"]),
+            _pct(summary["token_accuracy_lines"]),
             *(_pct(summary["buckets"][f">={b}%"]) for b in reversed(BUCKETS)),
             _pct(summary["exact"]),
             _pct(summary["functional"]),
         ])
-    rows.append(["thesis (15 ops)", _pct(THESIS["token_accuracy"]), "-", *(_pct(THESIS[f">={b}%"]) for b in reversed(BUCKETS)), "-", "-"])
+    rows.append(["thesis (15 ops)", _pct(THESIS["token_accuracy"]), "-", "-", *(_pct(THESIS[f">={b}%"]) for b in reversed(BUCKETS)), "-", "-"])
     return rows
 
 
@@ -55,7 +56,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Evaluation of run `{config['run']}` on `{config['zoo']}` ({config['kind']}, split {config['split']})",
         "",
         f"{report['programs']} programs. Token accuracy counts every target token (op, two arguments, the function's "
-        "alias or table entries, the variable; and EOS); non-NA leaves out positions whose target is NA. Buckets: share "
+        "alias or table entries, the variable; an EOL closing each sublayer; and EOS); non-NA leaves out positions whose "
+        "target is NA, lines leaves out EOL and EOS (the figure that compares target layouts). Buckets: share "
         "of programs with at least that share of their tokens right. Exact: the same canonical program. Functional: the "
         "predicted program gives the true program's outputs on every input up to the model's length.",
         "",

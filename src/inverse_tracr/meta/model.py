@@ -8,8 +8,10 @@ program positions stay causal), set by a 4-D attention mask. Two decoders share 
 
 - `slots` (the thesis): program positions are learned slot embeddings; slot i predicts token i.
 - `autoregressive` (the thesis's future work): program positions are the program's own tokens,
-  shifted; decoding feeds back each predicted token, constrained by `vocab.Grammar` to programs
-  that parse (ops' arities and argument kinds, variables in scope).
+  shifted, each with the sublayer it is written in (the targets group lines by the sublayer that
+  computes them, `vocab`); decoding feeds back each predicted token, constrained by
+  `vocab.Grammar` to programs that parse (ops' arities and argument kinds, variables in scope, as
+  many sublayers as the weights have).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
 
 MAX_PROGRAM_TOKENS = vocab.MAX_PROGRAM_TOKENS
+#: Sublayers a program position can tell apart (later ones share the last embedding).
+SUBLAYERS = 2 * weights.MAX_LAYERS
+
+
+def sublayers(ids: torch.Tensor) -> torch.Tensor:
+    """[B, T]: the sublayer each position's next token is written in — the EOLs up to it."""
+    return torch.cumsum(ids == vocab.EOL_ID, dim=1).clamp(max=SUBLAYERS - 1)
 
 
 class MetaModel(nn.Module):
@@ -54,6 +63,10 @@ class MetaModel(nn.Module):
         # exists, since DDP refuses parameters that get no gradient.
         rows = MAX_PROGRAM_TOKENS if config.decoder == "slots" else len(vocab.TOKENS)
         self.program_in = nn.Embedding(rows, preset.n_embd)
+        # A program token also embeds the sublayer it is written in (the EOLs before it): the
+        # targets group lines by sublayer and a weight token carries its layer and type, so
+        # attention can match a line with the weights that compute it without counting.
+        self.sublayer_in = nn.Embedding(SUBLAYERS, preset.n_embd) if config.decoder == "autoregressive" else None
         self.head = nn.Linear(preset.n_embd, len(vocab.TOKENS))
         self.program_vocab, self.program_max_seq_len = DEFAULT_VOCAB, DEFAULT_MAX_SEQ_LEN
 
@@ -67,7 +80,7 @@ class MetaModel(nn.Module):
         if self.config.decoder == "slots":
             p = self.program_in(torch.arange(program_in.shape[1], device=w.device)).expand(len(w), -1, -1)
         else:
-            p = self.program_in(program_in)  # [B, T, D]
+            p = self.embed_program(program_in, sublayers(program_in))  # [B, T, D]
         positions = torch.cat([torch.arange(w.shape[1], device=w.device), self._program_positions(0, p.shape[1])])
         hidden = self.backbone(
             inputs_embeds=torch.cat([w, p], dim=1),
@@ -75,6 +88,10 @@ class MetaModel(nn.Module):
             position_ids=positions.expand(len(w), -1),
         ).last_hidden_state
         return self.head(hidden[:, w.shape[1] :])  # [B, T, V]
+
+    def embed_program(self, ids: torch.Tensor, sublayer: torch.Tensor) -> torch.Tensor:
+        """Program tokens [B, T] written in sublayers [B, T] → model width."""
+        return self.program_in(ids) + self.sublayer_in(sublayer)
 
     def attention_mask(self, valid: torch.Tensor, n_weights: int) -> torch.Tensor:
         """GPT-2's attention mask for a sequence of `n_weights` chunks then program positions:
@@ -119,7 +136,7 @@ class MetaModel(nn.Module):
         """
         b = len(params)
         inputs = inputs if inputs is not None else [(self.program_vocab, self.program_max_seq_len)] * b
-        grammars = [vocab.Grammar(tuple(v), n) for v, n in inputs]
+        grammars = [vocab.Grammar(tuple(v), n, weights.sublayers(p)) for (v, n), p in zip(inputs, params)]
         state = Decoding(self, params)
         ids, finished = [[] for _ in range(b)], [False] * b
         for _ in range(MAX_PROGRAM_TOKENS - 1):
@@ -205,7 +222,8 @@ class Decoding:
         self.cache = None
         # The first pass holds the weights: the model's own mask (a prefix-LM's is 4-D); every
         # later token attends to all that came before, which the plain padding mask says.
-        self._run(torch.cat([w, model.program_in(bos)], dim=1), positions, model.attention_mask(self.mask, w.shape[1]))
+        self.sublayer = torch.zeros(b, 1, dtype=torch.long, device=self.device)
+        self._run(torch.cat([w, model.embed_program(bos, self.sublayer)], dim=1), positions, model.attention_mask(self.mask, w.shape[1]))
 
     def _run(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         mask = (self.mask.long() if self._padded else None) if mask is None else mask
@@ -221,7 +239,8 @@ class Decoding:
             self.logits = self._slots[:, min(self.step, self._slots.shape[1] - 1)]
             return
         self.mask = torch.cat([self.mask, torch.ones(len(tokens), 1, device=self.device)], dim=1)
-        self._run(self.model.program_in(tokens[:, None]), self.model._program_positions(self.step, 1))
+        self.sublayer = (self.sublayer + (tokens[:, None] == vocab.EOL_ID)).clamp(max=SUBLAYERS - 1)
+        self._run(self.model.embed_program(tokens[:, None], self.sublayer), self.model._program_positions(self.step, 1))
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep rows `rows` (indices, repeats allowed) in that order."""
@@ -229,5 +248,5 @@ class Decoding:
         if self.model.config.decoder == "slots":
             self._slots = self._slots[rows]
         else:
-            self.mask = self.mask[rows]
+            self.mask, self.sublayer = self.mask[rows], self.sublayer[rows]
             self.cache.reorder_cache(rows)

@@ -1,6 +1,10 @@
-"""Program tokens: the meta-model's output vocabulary and target layout (version 2: tables).
+"""Program tokens: the meta-model's output vocabulary and target layout (version 3: sublayers).
 
-A program is BOS, then per canonical line `op, arg1, arg2, fn…, ret`, then EOS:
+A program is BOS, then the lines each sublayer of its compiled model computes — the first
+attention's, the first MLP's, the second attention's, … (`programs.layers`: where Tracr puts
+them) — each sublayer's closed by EOL, empty ones too, then EOS. So the k-th group of lines is
+what the k-th block of weights computes, and a decoder writing a sublayer's lines can look at
+that sublayer's weights. A line is `op, arg1, arg2, fn…, ret`:
 
 - `op`: the operation; `arg1`, `arg2`: `tokens`, `indices` or a variable (NA where unused);
 - `fn…`: NA for Aggregate and SelectorWidth; otherwise the table's library alias when it has one
@@ -10,11 +14,14 @@ A program is BOS, then per canonical line `op, arg1, arg2, fn…, ret`, then EOS
   numerical entry one of a fixed set of numbers (`=0.5`). The vocabulary therefore does not grow
   with the labels a user's model has; `decode` puts the labels back (tokens from the vocabulary,
   output values from the model's layout);
-- `ret`: the variable's canonical name (v1, v2, … in order: the grammar fixes it).
+- `ret`: the variable's name, v1, v2, … in the order written (the grammar fixes it).
 
-`Grammar` says which tokens may come next, for decoding constrained to well-formed programs: the
-op's arity and argument kinds, variables in scope, exactly as many table entries as the operands'
-value sets need (it types each line as it completes), EOS only after a complete line.
+Within a sublayer lines keep their canonical order (a Select comes before the attention that uses
+it, in that attention's sublayer). `Grammar` says which tokens may come next, for decoding
+constrained to well-formed programs: the op's arity and argument kinds, attention ops in
+attention sublayers and MLP ops in MLP ones, operands computed in an earlier sublayer, exactly as
+many table entries as the operands' value sets need (it types each line as it completes), as many
+sublayers as the weights have when it is told, EOS only after a whole layer.
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ import dataclasses
 from fractions import Fraction
 from typing import Any, Sequence
 
-from inverse_tracr.programs import Program, ProgramError, library, ops, values
+from inverse_tracr.programs import Program, ProgramError, layers, library, ops, values
 from inverse_tracr.programs.program import INPUTS, NA, Line, rank_view
 from inverse_tracr.programs.values import OperandError, VarType
 
-LAYOUT = "inverse-tracr/targets/2"
-PAD, BOS, EOS, TABLE, NONE = "<pad>", "<bos>", "<eos>", "<table>", "#none"
+LAYOUT = "inverse-tracr/targets/3"
+PAD, BOS, EOS, EOL, TABLE, NONE = "<pad>", "<bos>", "<eos>", "<eol>", "<table>", "#none"
 MAX_VARIABLES = 48
 #: Largest output value set a table's entries can index.
 MAX_RANK = 64
@@ -40,10 +47,12 @@ RANKS = tuple(f"#{r}" for r in range(MAX_RANK))
 NUMBERS: tuple[float, ...] = tuple(sorted({float(Fraction(k, d)) for d in range(1, 9) for k in range(-16 * d, 16 * d + 1) if abs(Fraction(k, d)) <= 8 and (d == 1 or abs(Fraction(k, d)) <= 2)}))
 NUMBER_TOKENS = tuple(f"={n:g}" for n in NUMBERS)
 ALIASES = tuple(dict.fromkeys([*library.MAP_FNS, *library.SEQUENCE_MAP_FNS, *library.PREDICATES]))
-TOKENS: tuple[str, ...] = (PAD, BOS, EOS, NA, *ops.OPS, *INPUTS, *VARIABLES, TABLE, NONE, *RANKS, *NUMBER_TOKENS,
+TOKENS: tuple[str, ...] = (PAD, BOS, EOS, EOL, NA, *ops.OPS, *INPUTS, *VARIABLES, TABLE, NONE, *RANKS, *NUMBER_TOKENS,
                            *(f"@{name}" for name in ALIASES))
 INDEX = {token: i for i, token in enumerate(TOKENS)}
-PAD_ID, BOS_ID, EOS_ID, NA_ID = INDEX[PAD], INDEX[BOS], INDEX[EOS], INDEX[NA]
+PAD_ID, BOS_ID, EOS_ID, EOL_ID, NA_ID = INDEX[PAD], INDEX[BOS], INDEX[EOS], INDEX[EOL], INDEX[NA]
+#: Tokens that end something, not a line's field: a sublayer, the program.
+ENDS = frozenset({EOS, EOL})
 _NUMBER_BY_VALUE = {values.number(n, "number"): token for n, token in zip(NUMBERS, NUMBER_TOKENS)}
 #: Fields of a line, as `metrics` reports them.
 FIELDS = ("op", "arg1", "arg2", "fn", "ret")
@@ -58,13 +67,20 @@ def alias_token(name: str) -> str:
 
 
 def encode(program: Program) -> list[int]:
-    """[BOS, …lines…, EOS] as token ids; Untokenizable if the layout cannot write it."""
+    """[BOS, …sublayers' lines, each closed by EOL…, EOS] as token ids; Untokenizable if the layout cannot write it."""
     if len(program.lines) > MAX_VARIABLES:
         raise Untokenizable(f"programs of at most {MAX_VARIABLES} lines can be tokenised")
-    tokens = [BOS]
-    for line, alias in zip(program.lines, program.aliases):
-        args = list(line.operands) + [NA] * (2 - len(line.operands))
-        tokens += [line.op, *args, *_function_tokens(program, line, alias), line.ret]
+    where = layers.sublayers(program)
+    order = sorted(range(len(program.lines)), key=lambda i: (where[program.lines[i].ret], i))
+    names = {**{name: name for name in INPUTS}, **{program.lines[i].ret: VARIABLES[k] for k, i in enumerate(order)}}
+    tokens, group = [BOS], 0
+    for i in order:
+        line, alias = program.lines[i], program.aliases[i]
+        tokens += [EOL] * (where[line.ret] - group)
+        group = where[line.ret]
+        args = [names[o] for o in line.operands] + [NA] * (2 - len(line.operands))
+        tokens += [line.op, *args, *_function_tokens(program, line, alias), names[line.ret]]
+    tokens += [EOL] * (layers.count(program) - group)
     tokens.append(EOS)
     if len(tokens) > MAX_PROGRAM_TOKENS:
         raise Untokenizable(f"{len(tokens)} tokens (at most {MAX_PROGRAM_TOKENS})")
@@ -72,13 +88,13 @@ def encode(program: Program) -> list[int]:
 
 
 def fields(ids: Sequence[int]) -> list[int]:
-    """Per token of an encoding without BOS: its field (index into FIELDS; len(FIELDS) for EOS).
+    """Per token of an encoding without BOS: its field (index into FIELDS; len(FIELDS) for EOL and EOS).
 
     Reads the layout as written: a line is op, two args, fn tokens up to the variable, ret."""
     out, field = [], 0
     for i in ids:
         token = TOKENS[i] if 0 <= i < len(TOKENS) else "?"
-        if token == EOS and field == 0:
+        if token in ENDS and field == 0:
             out.append(len(FIELDS))
             continue
         if field <= 2:
@@ -151,17 +167,28 @@ _NUMBER_IDS = frozenset(INDEX[t] for t in NUMBER_TOKENS)
 _BOOLEAN_IDS = frozenset(_RANK_IDS[:2])
 
 
+#: The ops an attention sublayer (even) and an MLP sublayer (odd) may hold.
+_SUBLAYER_OPS = (frozenset(INDEX[op] for op in ops.OPS if op not in layers.MLP), frozenset(INDEX[op] for op in layers.MLP))
+
+
 @dataclasses.dataclass
 class Grammar:
-    """Which token ids may follow the tokens seen so far (after BOS), and the program they spell."""
+    """Which token ids may follow the tokens seen so far (after BOS), and the program they spell.
+
+    `sublayers`: how many the weights have (`weights.sublayers`), if known: then the program
+    fills exactly that many, and cannot end before."""
 
     vocab: tuple = (0, 1, 2, 3, 4)
     max_seq_len: int = 5
+    sublayers: int | None = None
     lines: list[Line] = dataclasses.field(default_factory=list)
     current: list[str] = dataclasses.field(default_factory=list)  # tokens of the line being read
     #: Each variable's type as the lines reading it see it (`program.rank_view` for table-made ones).
     types: dict[str, VarType] = dataclasses.field(default_factory=dict)
     made: set[str] = dataclasses.field(default_factory=set)  # table-made variables
+    group: int = 0  # the sublayer being written
+    groups: dict[str, int] = dataclasses.field(default_factory=dict)  # each variable's sublayer (inputs: none)
+    closed: bool = False  # the last token closed a sublayer
     done: bool = False
 
     def __post_init__(self):
@@ -170,7 +197,8 @@ class Grammar:
 
     def copy(self) -> "Grammar":
         """An independent copy (beam search branches one per candidate)."""
-        return Grammar(self.vocab, self.max_seq_len, list(self.lines), list(self.current), dict(self.types), set(self.made), self.done)
+        return dataclasses.replace(self, lines=list(self.lines), current=list(self.current), types=dict(self.types),
+                                   made=set(self.made), groups=dict(self.groups))
 
     # --- where we are in a line ------------------------------------------------------------
 
@@ -184,10 +212,7 @@ class Grammar:
             return frozenset([PAD_ID])
         n = len(self.current)
         if n == 0:
-            ok = {INDEX[op] for op in ops.OPS if self._can_start(op)} if len(self.lines) < MAX_VARIABLES else set()
-            if self.lines and self.lines[-1].op != "Select":
-                ok.add(EOS_ID)
-            return frozenset(ok)
+            return frozenset(self._line_starts())
         op = self.current[0]
         if n in (1, 2):
             return frozenset(INDEX[v] for v in self._operands(_ARGUMENTS[op][n - 1]))
@@ -206,6 +231,20 @@ class Grammar:
             return _NUMBER_IDS
         return frozenset([INDEX[NONE], *_RANK_IDS])
 
+    def _line_starts(self) -> set[int]:
+        """Between lines: a line of an op this sublayer holds, the sublayer's end, the program's."""
+        ok = set()
+        open_ = self.sublayers is None or self.group < self.sublayers
+        if open_ and len(self.lines) < MAX_VARIABLES:
+            ok = {i for i in _SUBLAYER_OPS[self.group % 2] if self._can_start(TOKENS[i])}
+        dangling = self.lines and self.lines[-1].op == "Select" and self.groups[self.lines[-1].ret] == self.group
+        # The last sublayer may not close on an empty program, which could then never end.
+        if open_ and not dangling and (self.lines or self.sublayers is None or self.group < self.sublayers - 1):
+            ok.add(EOL_ID)
+        if self.closed and self.lines and self.group % 2 == 0 and self.sublayers in (None, self.group):
+            ok.add(EOS_ID)
+        return ok
+
     def _ret(self) -> frozenset[int]:
         return frozenset([INDEX[VARIABLES[len(self.lines)]]])
 
@@ -213,6 +252,8 @@ class Grammar:
         return all(self._operands(kind) for kind in _ARGUMENTS[op])
 
     def _operands(self, kind: str) -> list[str]:
+        """What an argument of this kind may be: a selector of this sublayer or before, any
+        other variable of an earlier sublayer (what this one reads is written before it)."""
         if kind == "na":
             return [NA]
         test = {
@@ -221,12 +262,14 @@ class Grammar:
             "categorical": lambda t: t.categorical,
             "numerical": lambda t: t.numerical,
         }[kind]
-        return [name for name, t in self.types.items() if test(t)]
+        before = (lambda g: g <= self.group) if kind == "selector" else (lambda g: g < self.group)
+        return [name for name, t in self.types.items() if test(t) and before(self.groups.get(name, -1))]
 
     def step(self, token_id: int) -> None:
         token = TOKENS[token_id]
-        if not self.current and token == EOS:
-            self.done = True
+        self.closed = not self.current and token == EOL
+        if not self.current and token in ENDS:
+            self.done, self.group = token == EOS, self.group + (token == EOL)
             return
         self.current.append(token)
         if token in VARIABLES and len(self.current) > 3:
@@ -246,6 +289,7 @@ class Grammar:
             self.made.add(ret)
             result = rank_view(result)
         self.types[ret] = result
+        self.groups[ret] = self.group
         self.lines.append(Line(op, table, operands, ret))
 
     def _table(self, op: str, fn: list[str], operands: list[VarType]) -> ops.Table | None:
