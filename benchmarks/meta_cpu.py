@@ -12,8 +12,9 @@ then, evaluated on the zoo's own validation split and on a held-out zoo (a seed 
     python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --steps 1500 --attention prefix \
         --held-out /tmp/inverse-tracr-bench/read-held-out   # made by benchmarks/read.py
 
-Each run's figures go to `<store>/<zoo>/meta/<run>/bench.json`; compare runs (a table, and a plot of
-training token accuracy against programs seen, one line per recipe):
+Each run's figures go to `<store>/<zoo>/meta/<run>/bench.json`, with a learning curve: held-out
+tokens (teacher-forced) and greedy exact matches at each of the run's five checkpoints. Compare runs
+(a table, and a plot of those curves against programs seen, one line per recipe):
 
     python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --compare tiny-chunks tiny-neurons --plot curves.png
 
@@ -24,19 +25,20 @@ public work's 98.3 % tokens / 60 % exact (4–8 ops, 1.6 M pairs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
 
 from torch.utils.data import DataLoader
 
-from inverse_tracr.evaluate import report
+from inverse_tracr.evaluate import metrics, report
 from inverse_tracr.evaluate.config import EvalConfig
-from inverse_tracr.evaluate.run import evaluate
-from inverse_tracr.meta import weights
+from inverse_tracr.evaluate.run import decodings, evaluate, load_samples
+from inverse_tracr.meta import checkpoint, vocab, weights
 from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
 from inverse_tracr.meta.data import by_size, stream
-from inverse_tracr.meta.train import train
+from inverse_tracr.meta.train import load_model, train
 from inverse_tracr.zoo.shards import shard_urls
 from inverse_tracr.zoo.store import Store
 
@@ -56,6 +58,22 @@ def loader_rate(urls, batch_size: int, size_pool: int, workers: int, model: Meta
     return batches * batch_size / (time.monotonic() - started)
 
 
+def held_out_curve(config: TrainConfig, held_out: str, programs: int) -> list[dict]:
+    """Held-out figures at each of the run's checkpoints: teacher-forced tokens (of the lines: the
+    figure that compares target layouts), greedy exact and functional."""
+    evaluation = EvalConfig(store=config.store, zoo=config.zoo, run=config.run, split="all", limit=programs, data=held_out, lib=False)
+    samples, curve = load_samples(evaluation), []
+    for folder in checkpoint.complete(Store(config.store), (config.zoo, "meta", config.run)):
+        model = load_model(config.store, config.zoo, config.run, folder)
+        found = {d: metrics.summarise(scored) for d, scored in decodings(model, samples, evaluation, progress=False).items()}
+        step = int(folder[-1].removeprefix("step-"))
+        curve.append({"step": step, "programs_seen": step * config.batch_size, "tokens": found["teacher_forced"]["token_accuracy_lines"],
+                      "exact": found["autoregressive"]["exact"], "functional": found["autoregressive"]["functional"]})
+        print(f"held out at step {step}: tokens {100 * curve[-1]['tokens']:.1f} %, greedy exact {100 * curve[-1]['exact']:.1f} %, "
+              f"functional {100 * curve[-1]['functional']:.1f} %", flush=True)
+    return curve
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", default="/tmp/bench-store")
@@ -72,7 +90,9 @@ def main() -> None:
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
     parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
     parser.add_argument("--augment", default="", help="exact symmetries drawn for every example, comma-separated (meta/augment.py)")
-    parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well")
+    parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well, and for the learning curve")
+    parser.add_argument("--search-seconds", type=float, default=SEARCH.budget_seconds,
+                        help="the checked search's budget per program (0: greedy and teacher-forced figures only)")
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="compare finished runs instead of training one")
     parser.add_argument("--plot", default="meta_cpu.png", help="with --compare: where the learning curves go")
     args = parser.parse_args()
@@ -91,61 +111,69 @@ def main() -> None:
                          size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
                          augment=tuple(name for name in args.augment.split(",") if name),
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
+    search = dataclasses.replace(SEARCH, budget_seconds=args.search_seconds, beam=SEARCH.beam if args.search_seconds > 0 else 0)
     started = time.monotonic()
     figures = train(config, logdir=f"/tmp/runs/{args.run}")
     print(f"trained {figures['step']} steps in {time.monotonic() - started:.0f} s: {figures['samples_per_second']:.0f} samples/s "
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
-    bench = {"recipe": {"preset": args.preset, "attention": args.attention, "weight_tokens": args.weight_tokens, "steps": args.steps,
+    bench = {"recipe": {"targets": vocab.LAYOUT.rsplit("/", 1)[-1], "preset": args.preset, "attention": args.attention,
+                        "weight_tokens": args.weight_tokens, "steps": args.steps,
                         "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none"},
-             "search": {k: getattr(SEARCH, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
+             "search": {k: getattr(search, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
     for data, split in ((None, "val"), (args.held_out, "all")):
         if split == "all" and not data:
             continue
         result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, split=split, limit=args.eval_programs, data=data,
-                                     reader=False, search=SEARCH))
+                                     reader=False, search=search))
         print(f"\n{'held-out zoo ' + data if data else 'validation split'} ({result['programs']} programs):")
         print(report.text_table(report.bucket_table(result)))
         for decoding, summary in result["decodings"].items():
             print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functional {100 * summary['functional']:.1f}%, valid {100 * summary['valid']:.1f}%")
         found = result["search"]
-        print(f"checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
-              f"functional {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
+        if found:
+            print(f"checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
+                  f"functional {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
         print(f"report: {result['location']}/report.md")
         bench["held_out" if data else "val"] = {
             "programs": result["programs"], "teacher_forced_tokens": result["decodings"]["teacher_forced"]["token_accuracy"],
+            "line_tokens": result["decodings"]["teacher_forced"]["token_accuracy_lines"],
             **{f"greedy_{k}": result["decodings"]["autoregressive"][k] for k in ("exact", "functional")},
-            **{f"search_{k}": found[k] for k in ("verified", "exact", "functional")}}
+            **{f"search_{k}": found[k] for k in ("verified", "exact", "functional") if found}}
+    if args.held_out:
+        bench["curve"] = held_out_curve(config, args.held_out, args.eval_programs)
     store.write_bytes(json.dumps(bench, indent=1).encode(), args.zoo, "meta", args.run, "bench.json")
 
 
 def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
-    """A markdown table of the runs' figures and their learning curves (training token accuracy)."""
+    """A markdown table of the runs' figures and their held-out learning curves (tokens, greedy exact)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from inverse_tracr.meta.train import read_history
-
-    columns = ["teacher_forced_tokens", "greedy_exact", "greedy_functional", "search_verified", "search_exact"]
+    columns = ["teacher_forced_tokens", "line_tokens", "greedy_exact", "greedy_functional", "search_verified", "search_exact"]
     print("| run | recipe | train s | train tokens % | " + " | ".join(f"held-out {c.replace('_', ' ')} %" for c in columns) + " |")
     print("|" + "---|" * (4 + len(columns)))
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure, (tokens, exact) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         bench = json.loads(store.read_bytes(zoo, "meta", run, "bench.json"))
         held = bench.get("held_out", {})  # a run evaluated on its validation split only shows "-", not val figures
         recipe = ", ".join(f"{k}={v}" for k, v in bench["recipe"].items())
-        print(f"| {run} | {recipe} | {bench['train_seconds']} | {100 * bench['train_token_accuracy']:.1f} | "
+        print(f"| {run} | {recipe} | {bench.get('train_seconds') or '-'} | {100 * bench['train_token_accuracy']:.1f} | "
               + " | ".join(f"{100 * held[c]:.1f}" if c in held else "-" for c in columns) + " |")
-        history = read_history(store, zoo, run)
-        seen = [h["step"] * bench["recipe"]["batch_size"] for h in history]
-        axes.plot(seen, [h["token_accuracy"] for h in history], label=f"{run} (held-out {100 * held.get('teacher_forced_tokens', 0):.1f} %)")
-    axes.set_xlabel("programs seen in training")
-    axes.set_ylabel("training token accuracy (teacher-forced)")
-    axes.legend()
-    axes.grid(alpha=0.3)
+        curve = bench.get("curve", [])
+        if not curve:
+            print(f"({run} has no held-out learning curve: trained without --held-out)")
+        seen = [point["programs_seen"] for point in curve]
+        tokens.plot(seen, [100 * point["tokens"] for point in curve], marker="o", label=run)
+        exact.plot(seen, [100 * point["exact"] for point in curve], marker="o", label=run)
+    for axes, what in ((tokens, "held-out line tokens right, teacher-forced (%)"), (exact, "held-out exact programs, greedy (%)")):
+        axes.set_xlabel("programs seen in training")
+        axes.set_ylabel(what)
+        axes.grid(alpha=0.3)
+    exact.legend()
     figure.tight_layout()
     figure.savefig(plot, dpi=120)
     print(f"plot: {plot}")

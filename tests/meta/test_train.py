@@ -16,6 +16,7 @@ from conftest import cli_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inverse_tracr.compile.model import Layout
+from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train
@@ -62,6 +63,12 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     expected, resumed = (load_model(str(small_zoo), "small", run).state_dict() for run in (whole, pieces))
     for name, a in expected.items():
         assert torch.equal(a, resumed[name]), name
+    # every checkpoint stays loadable (a learning curve reads them all): step 4 alike in both runs
+    folders = {run: checkpoint.complete(Store(str(small_zoo)), ("small", "meta", run)) for run in (whole, pieces)}
+    assert [f[-1] for f in folders[whole]] == [f[-1] for f in folders[pieces]] == ["step-00000004", "step-00000008"]
+    at_4 = [load_model(str(small_zoo), "small", run, folders[run][0]).state_dict() for run in (whole, pieces)]
+    assert all(torch.equal(a, at_4[1][name]) for name, a in at_4[0].items())
+    assert not all(torch.equal(a, expected[name]) for name, a in at_4[0].items())
     with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\)"):
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
     with pytest.raises(TrainError, match=r"\(model\.weight_tokens='neurons' \(asked 'chunks'\)\)"):  # nested settings by name

@@ -60,32 +60,23 @@ def existing_report(config: EvalConfig) -> dict[str, Any] | None:
     return {**report, "location": store.url_of(*folder)}
 
 
-def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
-    store = Store(config.store)
-    urls = _urls(store, config)
+def load_samples(config: EvalConfig) -> list:
+    """The samples an evaluation scores (at most `config.limit`); EvaluateError if there are none."""
+    urls = _urls(Store(config.store), config)
     where = config.data or f"{config.zoo}/{config.kind}"
     if not urls:
         raise EvaluateError(f"no finished shards in {where}")
     samples = list(itertools.islice(Reader(urls, split=None if config.split == "all" else config.split), config.limit))
     if not samples:
         raise EvaluateError(f"no programs of split {config.split!r} in {where}")
-    model = load_model(config.store, config.zoo, config.run)
+    return samples
 
-    results: dict[str, list[metrics.Scored]] = {d: [] for d in config.decodings}
-    bar = progress_bar(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", enabled=progress)
-    for start in range(0, len(samples), config.batch_size):
-        chunk = samples[start : start + config.batch_size]
-        inputs = [check_inputs(s.program, config.inputs, seed=2) for s in chunk]
-        if "teacher_forced" in results:
-            examples = [example(s, model.config.max_chunks, model.config.weight_tokens) for s in chunk]
-            tokenised = [(s, e, x) for s, e, x in zip(chunk, examples, inputs) if e is not None]
-            predicted = model.teacher_forced(collate([e for _, e, _ in tokenised])) if tokenised else []
-            results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for (s, _, x), p in zip(tokenised, predicted)]
-        if "autoregressive" in results:
-            predicted = model.generate([s.params for s in chunk], inputs=[(s.program.vocab, s.program.max_seq_len) for s in chunk])
-            results["autoregressive"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
-        bar.update(len(chunk))
-    bar.close()
+
+def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    store = Store(config.store)
+    samples = load_samples(config)
+    model = load_model(config.store, config.zoo, config.run)
+    results = decodings(model, samples, config, progress)
     greedy = {r.key: r for r in results.get("autoregressive", [])}
     predictions = []
     with progress_bar(total=len(samples), desc="search", unit="program", enabled=progress) as bar:
@@ -111,6 +102,26 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         store.write_bytes(png, *folder, name)
     out["location"] = store.url_of(*folder)
     return out
+
+
+def decodings(model, samples: list, config: EvalConfig, progress: bool = True) -> dict[str, list[metrics.Scored]]:
+    """Each program of `samples` decoded teacher-forced and greedily (those of `config.decodings`), scored."""
+    results: dict[str, list[metrics.Scored]] = {d: [] for d in config.decodings}
+    bar = progress_bar(total=len(samples), desc=f"evaluate {config.kind}/{config.split}", unit="program", enabled=progress)
+    for start in range(0, len(samples), config.batch_size):
+        chunk = samples[start : start + config.batch_size]
+        inputs = [check_inputs(s.program, config.inputs, seed=2) for s in chunk]
+        if "teacher_forced" in results:
+            examples = [example(s, model.config.max_chunks, model.config.weight_tokens) for s in chunk]
+            tokenised = [(s, e, x) for s, e, x in zip(chunk, examples, inputs) if e is not None]
+            predicted = model.teacher_forced(collate([e for _, e, _ in tokenised])) if tokenised else []
+            results["teacher_forced"] += [metrics.score(s.key, s.program, p, x) for (s, _, x), p in zip(tokenised, predicted)]
+        if "autoregressive" in results:
+            predicted = model.generate([s.params for s in chunk], inputs=[(s.program.vocab, s.program.max_seq_len) for s in chunk])
+            results["autoregressive"] += [metrics.score(s.key, s.program, p, x) for s, p, x in zip(chunk, predicted, inputs)]
+        bar.update(len(chunk))
+    bar.close()
+    return results
 
 
 def _decompiled(sample, model, config: EvalConfig, greedy: metrics.Scored | None) -> dict[str, Any]:

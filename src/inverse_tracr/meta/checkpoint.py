@@ -76,13 +76,16 @@ def load(store: Store, folder: tuple[str, ...], model, optimizer, scheduler) -> 
     return int(state["step"])
 
 
+def complete(store: Store, run: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """A run's complete checkpoint folders, oldest first."""
+    names = sorted(n for n in store.list(*run, "checkpoints") if n.startswith("step-"))
+    return [(*run, "checkpoints", name) for name in names if store.exists(*run, "checkpoints", name, "state.json")]
+
+
 def newest(store: Store, run: tuple[str, ...]) -> tuple[str, ...] | None:
     """The newest complete checkpoint folder of a run, if any."""
-    names = [n for n in store.list(*run, "checkpoints") if n.startswith("step-")]
-    for name in sorted(names, reverse=True):
-        if store.exists(*run, "checkpoints", name, "state.json"):
-            return (*run, "checkpoints", name)
-    return None
+    folders = complete(store, run)
+    return folders[-1] if folders else None
 
 
 def _jsonable(value):

@@ -165,10 +165,10 @@ def read_history(store: Store, zoo: str, run: str) -> list[dict]:
         return []
 
 
-def load_model(store_url: str, zoo: str, run: str) -> MetaModel:
-    """The newest checkpoint of a run, ready to `decompile`."""
+def load_model(store_url: str, zoo: str, run: str, folder: tuple[str, ...] | None = None) -> MetaModel:
+    """The newest checkpoint of a run (or the one in `folder`), ready to `decompile`."""
     store = Store(store_url)
-    folder = checkpoint.newest(store, (zoo, "meta", run))
+    folder = folder or checkpoint.newest(store, (zoo, "meta", run))
     if folder is None:
         raise TrainError(f"run {zoo}/meta/{run} in {store.url} has no checkpoint")
     recorded = json.loads(store.read_bytes(zoo, "meta", run, "config.json"))
