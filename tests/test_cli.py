@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import cli_env
+from conftest import cli_env, interruptible
 
 from inverse_tracr import cli
 from inverse_tracr.distill.config import DistillConfig
@@ -90,7 +90,7 @@ def test_runs_interrupted_by_ctrl_c_or_kill_resume_to_identical_shards(tmp_path)
     store = tmp_path / "interrupted"
     args = [*CLI, "generate", "--store", str(store), "--zoo", "z", "--programs", "15", *SETTINGS]
     for stop in (signal.SIGINT, signal.SIGKILL):
-        process = subprocess.Popen(args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
         done_before = len(list((store / "z/standard").glob("*.json"))) if store.exists() else 0
         _wait_for(store / f"z/standard/shard-{done_before:06d}.json", process)
         process.send_signal(stop)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import cli_env
+from conftest import cli_env, interruptible
 from distill_tools import agreement_on_fresh_inputs
 
 from inverse_tracr.compile.model import CompiledModel, Layout
@@ -57,7 +57,7 @@ def test_interrupted_distill_rerun_gives_identical_bytes(compressed_zoo, small_z
     shutil.copytree(small_zoo / "small", tmp_path / "small")
     command = ["inverse-tracr", "distill", "--store", str(tmp_path), "--zoo", "small", "--shards", "0:1", "--workers", "1", "--seed", "3",
                "--log-every-seconds", "0"]
-    process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     # Interrupted mid-shard: once the first student is done (a progress line for each), before the shard is.
     seen = []
     while not re.search(r"distill compressed: 1/6 model", seen[-1] if seen else ""):

@@ -9,7 +9,7 @@ import sys
 import time
 
 import yaml
-from conftest import cli_env
+from conftest import cli_env, interruptible
 
 CONFIG = {
     "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5, "kinds": ["standard", "compressed"]},
@@ -71,7 +71,8 @@ def test_a_config_that_the_chart_would_reject_is_refused(tmp_path):
 def _interrupt_at(config_path, marker: str, ready=lambda: True) -> str:
     """Start `run`; once it has printed `marker` and `ready()` holds, send Ctrl-C. Its output."""
     process = subprocess.Popen([sys.executable, "-m", "inverse_tracr.cli", "run", "--config", str(config_path), "--quiet"],
-                               env=cli_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=cli_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible)
     seen = []
     for line in process.stdout:
         seen.append(line)
