@@ -39,7 +39,7 @@ def test_a_grammar_told_the_sublayers_fills_exactly_that_many():
     for token in ids[1:-1]:
         deeper.step(token)
     assert vocab.EOS_ID not in deeper.allowed() and vocab.EOL_ID in deeper.allowed()
-    for _ in range(2):  # a layer more: nothing new can be read in it, but it may stay empty
+    for _ in range(2):  # the layer the weights have beyond the program, left empty: then only the end
         deeper.step(vocab.EOL_ID)
     assert deeper.allowed() == {vocab.EOS_ID}
     # Told one layer, a program cannot close its only MLP empty: it could never end.
