@@ -71,11 +71,17 @@ def test_the_search_finds_a_program_greedy_decoding_misses(zoo32, overfit):
     for token in ids[1:position]:
         grammar.step(token)
     right = ids[position]
-    wrong = max((t for t in grammar.allowed() if t != right and vocab.TOKENS[t].startswith("@")), key=lambda t: float(logits[t]))
     original = model.head.bias.data.clone()
     try:
-        model.head.bias.data[wrong] += float(logits[right] - logits[wrong]) + 0.5  # now the favourite, the right one second
-        greedy_only = decompile(compiled, model, "meta", threshold, SearchConfig(beam=1, repair_rounds=0))
+        # Make another name the favourite, the right one second; greedy decoding may then still
+        # find an equivalent program (`id` twice for `eq_0` twice on booleans), so take the
+        # most likely name with which it does not.
+        for wrong in sorted((t for t in grammar.allowed() if t != right and vocab.TOKENS[t].startswith("@")), key=lambda t: -float(logits[t])):
+            model.head.bias.data = original.clone()
+            model.head.bias.data[wrong] += float(logits[right] - logits[wrong]) + 0.5
+            greedy_only = decompile(compiled, model, "meta", threshold, SearchConfig(beam=1, repair_rounds=0))
+            if not greedy_only.evidence.verified:
+                break
         searched = decompile(compiled, model, "meta", threshold, SearchConfig(beam=4, repair_rounds=1, fit=False))
     finally:
         model.head.bias.data = original

@@ -9,7 +9,7 @@ import pytest
 
 from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab
-from inverse_tracr.programs import ProgramError, layers
+from inverse_tracr.programs import ProgramError, layers, library
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 
@@ -46,6 +46,26 @@ def test_a_grammar_told_the_sublayers_fills_exactly_that_many():
     empty = vocab.Grammar(program.vocab, program.max_seq_len, sublayers=2)
     empty.step(vocab.EOL_ID)
     assert vocab.EOL_ID not in empty.allowed() and vocab.INDEX["Map"] in empty.allowed()
+
+
+def test_the_grammar_offers_only_library_names_that_apply_and_are_canonical():
+    offered = {}
+    for labels in ((0, 1, 2, 3, 4), ("a", "b", "c")):
+        grammar = vocab.Grammar(labels, 5)
+        for token in (vocab.EOL, "Map", "tokens", "NA"):
+            grammar.step(vocab.INDEX[token])
+        offered[labels] = {vocab.TOKENS[i][1:] for i in grammar.allowed() if vocab.TOKENS[i].startswith("@")}
+        operand = grammar.types["tokens"]
+        for name in library.MAP_FNS:
+            try:
+                table = library.named_table("Map", name, [operand])
+            except Exception:  # noqa: BLE001 - does not apply to these labels
+                assert name not in offered[labels]
+                continue
+            # offered exactly when the canonical form would write this table with this name
+            assert (name in offered[labels]) == (name in {library.alias("Map", table, [operand], r) for r in (False, True)}), name
+    assert "lt_2" in offered[(0, 1, 2, 3, 4)] and "lt_2" not in offered[("a", "b", "c")]
+    assert 0 < len(offered[("a", "b", "c")]) < len(offered[(0, 1, 2, 3, 4)]) < len(library.MAP_FNS)
 
 
 @pytest.mark.parametrize("tokens, fragment", [

@@ -61,6 +61,11 @@ class _Row:
     done: bool = False
 
 
+def _start(params: dict[str, np.ndarray], vocab_: tuple, max_seq_len: int, how: str) -> _Row:
+    """A row before the first token, its grammar told how many sublayers the weights have."""
+    return _Row([], 0.0, vocab.Grammar(vocab_, max_seq_len, weights.sublayers(params)), [], how)
+
+
 def _step_info(logp: torch.Tensor, token: int) -> tuple[float, list[tuple[int, float]]]:
     values, indices = logp.topk(ALTERNATIVES + 1)
     others = [(int(i), float(v)) for v, i in zip(values, indices) if int(i) != token and v > float("-inf")]
@@ -71,7 +76,7 @@ def beam_search(model: MetaModel, params: dict[str, np.ndarray], vocab_: tuple, 
                 deadline: float | None = None) -> list[Candidate]:
     """The `beam` most likely complete programs (by summed log-probability), best first."""
     state = Decoding(model, [params])
-    rows = [_Row([], 0.0, vocab.Grammar(vocab_, max_seq_len, weights.sublayers(params)), [], "beam")]
+    rows = [_start(params, vocab_, max_seq_len, "beam")]
     finished: list[Candidate] = []
     for _ in range(MAX_PROGRAM_TOKENS - 1):
         if _past(deadline):
@@ -110,7 +115,7 @@ def sample(model: MetaModel, params: dict[str, np.ndarray], vocab_: tuple, max_s
     """`n` programs drawn token by token at `temperature`."""
     state = Decoding(model, [params])
     state.select(torch.zeros(n, dtype=torch.long, device=state.device))
-    rows = [_Row([], 0.0, vocab.Grammar(vocab_, max_seq_len, weights.sublayers(params)), [], "sample") for _ in range(n)]
+    rows = [_start(params, vocab_, max_seq_len, "sample") for _ in range(n)]
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return _run(state, rows, lambda logits: torch.multinomial(torch.softmax(logits / temperature, -1).cpu(), 1, generator=generator)[:, 0],
                 deadline)
@@ -123,7 +128,7 @@ def repair(model: MetaModel, params: dict[str, np.ndarray], candidate: Candidate
     margins = [(chosen - others[0][1], p) for p, (chosen, others) in enumerate(candidate.steps) if others]
     forks = {p: [t for t, _ in candidate.steps[p][1]] for _, p in sorted(margins)[:positions]}
     state = Decoding(model, [params])
-    rows = [_Row([], 0.0, vocab.Grammar(vocab_, max_seq_len, weights.sublayers(params)), [], "replay")]
+    rows = [_start(params, vocab_, max_seq_len, "replay")]
     for p in range(len(candidate.ids)):
         if _past(deadline):
             return _finished(rows[1:])

@@ -18,7 +18,8 @@ that sublayer's weights. A line is `op, arg1, arg2, fn…, ret`:
 
 Within a sublayer lines keep their canonical order (a Select comes before the attention that uses
 it, in that attention's sublayer). `Grammar` says which tokens may come next, for decoding
-constrained to well-formed programs: the op's arity and argument kinds, attention ops in
+constrained to well-formed programs: the op's arity and argument kinds, a library name only where
+it applies to the operands and is their table's canonical name, attention ops in
 attention sublayers and MLP ops in MLP ones, operands computed in an earlier sublayer, exactly as
 many table entries as the operands' value sets need (it types each line as it completes), as many
 sublayers as the weights have when it is told, EOS only after a whole layer.
@@ -202,10 +203,11 @@ class Grammar:
 
     # --- where we are in a line ------------------------------------------------------------
 
+    def _operand_types(self) -> list[VarType]:
+        return [self.types[a] for a in self.current[1:3] if a != NA]
+
     def _table_size(self) -> int:
-        op, a1, a2 = self.current[:3]
-        operands = [self.types[a] for a in (a1, a2) if a != NA]
-        return ops.table_size(op, operands)
+        return ops.table_size(self.current[0], self._operand_types())
 
     def allowed(self) -> frozenset[int]:
         if self.done:
@@ -222,7 +224,7 @@ class Grammar:
         if op == "LinearSequenceMap":
             return _NUMBER_IDS if len(fn) < 2 else self._ret()
         if not fn:
-            return frozenset({INDEX[TABLE], *(INDEX[alias_token(a)] for a in library.names(op))})
+            return frozenset({INDEX[TABLE], *(INDEX[alias_token(a)] for a in library.canonical_names(op, self._operand_types()))})
         if fn[0] != TABLE or len(fn) == 1 + self._table_size():
             return self._ret()
         if op == "Select":
