@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Decode every program of a split teacher-forced and autoregressively, plus Tracr's hand-written lib "
             "programs; report token accuracy, accuracy buckets, exact and functional matches. The report goes to "
-            "<store>/<zoo>/meta/<run>/eval/<kind>-<split>/."
+            "<store>/<zoo>/meta/<run>/eval/<kind>-<split>/ (with --data: data-<hash of DATA>-<kind>-<split>/)."
         ),
     )
     _where(ev, run=True)

@@ -56,3 +56,16 @@ def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path)
     for name in ("buckets.png", "confusion.png", "learning_curve.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["location"].endswith("eval/standard-all")
+
+
+def test_reports_on_a_held_out_zoo_keep_its_kinds_apart():
+    from inverse_tracr.evaluate.config import EvalConfig
+    from inverse_tracr.evaluate.run import report_location
+
+    where = {kind: report_location(EvalConfig(store="s", zoo="z", run="r", split="all", data="/data/held-out", kind=kind))
+             for kind in ("standard", "compressed")}
+    # once one name for both: evaluating the compressed students replaced the standard models' report
+    assert where["standard"] != where["compressed"] and where["standard"][:4] == where["compressed"][:4] == ("z", "meta", "r", "eval")
+    shards = {kind: report_location(EvalConfig(store="s", zoo="z", run="r", split="all", data="/data/held-out/standard/shard-000000.tar", kind=kind))
+              for kind in ("standard", "compressed")}
+    assert shards["standard"] == shards["compressed"]  # named shards are what they are, whatever --kind says

@@ -34,14 +34,24 @@ class EvaluateError(InverseTracrError, RuntimeError):
 
 
 def report_location(config: EvalConfig) -> tuple[str, ...]:
-    name = f"{config.kind}-{config.split}" if config.data is None else f"data-{hashlib.sha256(config.data.encode()).hexdigest()[:8]}-{config.split}"
+    """Where a report goes: one folder per kind and split, or per other data (a zoo folder's kinds apart)."""
+    if config.data is None:
+        name = f"{config.kind}-{config.split}"
+    else:
+        kind = "" if _is_shards(config.data) else f"-{config.kind}"
+        name = f"data-{hashlib.sha256(config.data.encode()).hexdigest()[:8]}{kind}-{config.split}"
     return (config.zoo, "meta", config.run, "eval", name)
+
+
+def _is_shards(data: str) -> bool:
+    """`--data` names shards (a URL or pattern), not a zoo folder whose `kind` is read."""
+    return data.endswith(".tar") or "{" in data
 
 
 def _urls(store: Store, config: EvalConfig) -> list[str]:
     if config.data is None:
         return shard_urls(store, config.zoo, config.kind)
-    if config.data.endswith(".tar") or "{" in config.data:
+    if _is_shards(config.data):
         return expand(config.data)
     other = Store(config.data.rsplit("/", 1)[0] if "/" in config.data.rstrip("/") else ".")
     return shard_urls(other, config.data.rstrip("/").rsplit("/", 1)[-1], config.kind)
