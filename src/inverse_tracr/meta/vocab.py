@@ -138,13 +138,14 @@ def decode(ids: Sequence[int], vocab: Sequence[Any], max_seq_len: int, output_va
     """The Program a token sequence spells; ProgramError saying why if it spells none.
 
     `output_values`: the labels of the model's output (its layout's), which `#r` entries of the
-    tables that make the output's values stand for; without them those entries stay ranks."""
+    tables that make the output's values stand for; without them those entries stay ranks. Any
+    library name of the op is read (as its table), the canonical one or not."""
     tokens = [TOKENS[i] if 0 <= i < len(TOKENS) else "?" for i in ids]
     if tokens and tokens[0] == BOS:
         tokens = tokens[1:]
     if EOS not in tokens:
         raise ProgramError("no end-of-program token")
-    grammar = Grammar(tuple(vocab), max_seq_len)
+    grammar = Grammar(tuple(vocab), max_seq_len, any_name=True)
     for token in tokens[: tokens.index(EOS) + 1]:
         if INDEX.get(token) not in grammar.allowed():
             raise ProgramError(f"token {token!r} cannot come here (line {len(grammar.lines) + 1})")
@@ -177,11 +178,14 @@ class Grammar:
     """Which token ids may follow the tokens seen so far (after BOS), and the program they spell.
 
     `sublayers`: how many the weights have (`weights.sublayers`), if known: then the program
-    fills exactly that many, and cannot end before."""
+    fills exactly that many, and cannot end before. `any_name`: admit every library name of the
+    op, not only the canonical ones that apply (a parser of predictions, whose program the
+    canonical form then writes with its own names; a decoder offers only the canonical ones)."""
 
     vocab: tuple = (0, 1, 2, 3, 4)
     max_seq_len: int = 5
     sublayers: int | None = None
+    any_name: bool = False
     lines: list[Line] = dataclasses.field(default_factory=list)
     current: list[str] = dataclasses.field(default_factory=list)  # tokens of the line being read
     #: Each variable's type as the lines reading it see it (`program.rank_view` for table-made ones).
@@ -224,7 +228,8 @@ class Grammar:
         if op == "LinearSequenceMap":
             return _NUMBER_IDS if len(fn) < 2 else self._ret()
         if not fn:
-            return frozenset({INDEX[TABLE], *(INDEX[alias_token(a)] for a in library.canonical_names(op, self._operand_types()))})
+            names = library.names(op) if self.any_name else library.canonical_names(op, self._operand_types())
+            return frozenset({INDEX[TABLE], *(INDEX[alias_token(a)] for a in names)})
         if fn[0] != TABLE or len(fn) == 1 + self._table_size():
             return self._ret()
         if op == "Select":
