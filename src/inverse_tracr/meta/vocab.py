@@ -170,7 +170,8 @@ _BOOLEAN_IDS = frozenset(_RANK_IDS[:2])
 
 
 #: The ops an attention sublayer (even) and an MLP sublayer (odd) may hold.
-_SUBLAYER_OPS = (frozenset(INDEX[op] for op in ops.OPS if op not in layers.MLP), frozenset(INDEX[op] for op in layers.MLP))
+_ATTENTION_OPS = frozenset(INDEX[op] for op in ops.OPS if op not in layers.MLP)
+_MLP_OPS = frozenset(INDEX[op] for op in layers.MLP)
 
 
 @dataclasses.dataclass
@@ -243,12 +244,12 @@ class Grammar:
         ok = set()
         open_ = self.sublayers is None or self.group < self.sublayers
         if open_ and len(self.lines) < MAX_VARIABLES:
-            ok = {i for i in _SUBLAYER_OPS[self.group % 2] if self._can_start(TOKENS[i])}
+            ok = {i for i in (_ATTENTION_OPS if layers.is_attention(self.group) else _MLP_OPS) if self._can_start(TOKENS[i])}
         dangling = self.lines and self.lines[-1].op == "Select" and self.groups[self.lines[-1].ret] == self.group
         # The last sublayer may not close on an empty program, which could then never end.
         if open_ and not dangling and (self.lines or self.sublayers is None or self.group < self.sublayers - 1):
             ok.add(EOL_ID)
-        if self.closed and self.lines and self.group % 2 == 0 and self.sublayers in (None, self.group):
+        if self.closed and self.lines and layers.is_attention(self.group) and self.sublayers in (None, self.group):
             ok.add(EOS_ID)
         return ok
 
