@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--eval-programs", type=int, default=300)
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
     parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
+    parser.add_argument("--no-entries", dest="entries", action="store_false", help="no entry embedding for program positions (meta/model.py)")
     parser.add_argument("--augment", default="", help="exact symmetries drawn for every example, comma-separated (meta/augment.py)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well, and for the learning curve")
     parser.add_argument("--search-seconds", type=float, default=SEARCH.budget_seconds,
@@ -102,7 +103,7 @@ def main() -> None:
 
     store = Store(args.store)
     urls = shard_urls(store, args.zoo)
-    model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens)
+    model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens, entries=args.entries)
     print(f"zoo {args.zoo}: {len(urls)} shards")
     rate = loader_rate(urls, args.batch_size, args.size_pool, args.loader_workers, model)
     print(f"loader alone, decoding: {rate:.0f} samples/s ({args.loader_workers} worker(s)); later epochs come from memory")
@@ -118,7 +119,7 @@ def main() -> None:
           f"final training loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}")
 
     bench = {"recipe": {"targets": vocab.LAYOUT.rsplit("/", 1)[-1], "preset": args.preset, "attention": args.attention,
-                        "weight_tokens": args.weight_tokens, "steps": args.steps,
+                        "weight_tokens": args.weight_tokens, "entries": args.entries, "steps": args.steps,
                         "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none"},
              "search": {k: getattr(search, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}

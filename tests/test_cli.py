@@ -42,6 +42,8 @@ def test_options_fill_the_stage_configs_whose_defaults_are_the_cli_defaults():
     args = parse(["train", "--zoo", "z", "--steps", "7", "--weight-tokens", "chunks", "--kinds", '["standard","compressed"]'])
     assert cli._config(TrainConfig, args, model=cli._config(MetaConfig, args)) == TrainConfig(
         store="./zoo-store", zoo="z", steps=7, kinds=("standard", "compressed"), model=MetaConfig(weight_tokens="chunks"))
+    assert cli._config(MetaConfig, parse(["train", "--zoo", "z"])) == MetaConfig()
+    assert cli._config(MetaConfig, parse(["train", "--zoo", "z", "--no-entries"])) == MetaConfig(entries=False)
     # a setting that shapes a zoo can be set from the command line
     assert {f.name for f in dataclasses.fields(ZooConfig)} <= vars(parse(["generate"])).keys()
 

@@ -284,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--attention", default=_default(MetaConfig, "attention"), choices=["prefix", "causal"],
                     help="over the weight chunks: prefix (they see each other both ways) or causal (GPT-2's) (default: %(default)s)")
     tr.add_argument("--weight-tokens", default=_default(MetaConfig, "weight_tokens"), choices=FORMS,
-                    help="the model's weights as tokens: neurons (one per unit that reads and writes the residual) or "
+                    help="the model's weights as tokens: neurons (one per unit that reads and writes the residual), offsets "
+                         "(neurons that also say where in its variable's block each dimension they read and write lies) or "
                          "chunks (512 floats of the flattened tensors, as the thesis) (default: %(default)s)")
+    tr.add_argument("--no-entries", dest="entries", action="store_false",
+                    help="program positions do not embed the operand values of the table entry they predict (an ablation; "
+                         "by default they do, which the offsets weight tokens name alike)")
     tr.add_argument("--steps", type=_positive, default=_default(TrainConfig, "steps"), help="optimizer steps (default: %(default)s)")
     tr.add_argument("--batch-size", type=_positive, default=_default(TrainConfig, "batch_size"), help="programs per step and process (default: %(default)s)")
     tr.add_argument("--size-pool", type=_positive, default=_default(TrainConfig, "size_pool"),

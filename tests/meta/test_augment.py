@@ -41,6 +41,12 @@ def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo)
         np.testing.assert_allclose(_residual(permute_residual(params, order), layout, ids), before[..., order], atol=1e-4)
         np.testing.assert_array_equal(weights.features(permute_residual(params, order), "neurons"), augment.permute_residual(tokens, order))
         assert augment.residual_width(tokens) <= d
+        # offset tokens: the vectors permuted alike, each unit's offsets in its variables' blocks kept (they name values, not dimensions)
+        offsets, extra = weights.features(params, "offsets"), np.s_[weights.floats("neurons") : weights.floats("offsets")]
+        permuted = augment.permute_residual(offsets, order)
+        np.testing.assert_array_equal(np.delete(permuted, extra, axis=1), augment.permute_residual(tokens, order))
+        np.testing.assert_array_equal(permuted[:, extra], offsets[:, extra])
+        assert offsets[:, extra].any()
         # hidden: reordered MLP units compute the same stream; the drawn tokens are such a model's, up to the units' order
         reordered = params
         for layer in range(layout.num_layers):

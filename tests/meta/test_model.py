@@ -1,11 +1,13 @@
-"""The meta-model: batched cached decoding picks what full passes pick (slots: in one pass); prefix attention over the weights."""
+"""The meta-model: batched cached decoding picks what full passes pick (slots: in one pass); prefix attention over the weights;
+program positions that know which table entry they predict."""
 
 from __future__ import annotations
 
 import torch
 
 from inverse_tracr.meta import vocab, weights
-from inverse_tracr.meta.config import MetaConfig
+from inverse_tracr.meta.config import MetaConfig, TrainConfig
+from inverse_tracr.meta.data import ENTRY_VALUES, collate, example
 from inverse_tracr.meta.model import MAX_PROGRAM_TOKENS, Decoding, MetaModel
 from inverse_tracr.zoo import read_samples
 
@@ -74,3 +76,28 @@ def test_prefix_attention_lets_weight_chunks_see_each_other_and_keeps_programs_c
         changed = features.clone()
         changed[0, 2, :10] += 3.0
         assert (hidden(features) - hidden(changed)).abs().max() > 1e-4
+
+
+def test_program_positions_embed_the_table_entry_they_predict(zoo32):
+    torch.manual_seed(0)
+    model = MetaModel(MetaConfig(preset="tiny", max_chunks=128)).eval()
+    sample = next(s for s in read_samples(str(zoo32 / "z/standard/shard-000000.tar")) if vocab.INDEX[vocab.TABLE] in vocab.encode(s.program))
+    batch = collate([example(sample, 128, model.config.weight_tokens)])
+    first = int(torch.nonzero(batch["entries"][0, :, 0] < ENTRY_VALUES)[0])  # the position whose next token is the first entry
+    assert batch["program_in"][0, first] == vocab.INDEX[vocab.TABLE]
+    with torch.no_grad():
+        given = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"], batch["entries"])
+        read = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])  # replayed from the tokens
+        nowhere = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"], torch.full_like(batch["entries"], ENTRY_VALUES))
+    torch.testing.assert_close(read, given)
+    torch.testing.assert_close(nowhere[0, :first], given[0, :first])
+    assert not torch.allclose(nowhere[0, first], given[0, first])
+
+
+def test_a_run_recorded_before_entry_embeddings_builds_the_model_it_trained():
+    config = TrainConfig(store="s", zoo="z")
+    assert config.model.entries and MetaModel(config.model).entry_in is not None
+    recorded = config.to_json()
+    del recorded["model"]["entries"]
+    old = TrainConfig.from_json(recorded).model
+    assert not old.entries and MetaModel(old).entry_in is None

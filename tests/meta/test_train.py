@@ -16,7 +16,7 @@ from conftest import cli_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inverse_tracr.compile.model import Layout
-from inverse_tracr.meta import checkpoint
+from inverse_tracr.meta import checkpoint, weights
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train
@@ -31,7 +31,7 @@ def test_tiny_model_overfits_32_programs(zoo32, overfit):
     assert len(samples) == 32
     batch = collate([example(s, 128, model.config.weight_tokens) for s in samples])
     with torch.no_grad():
-        logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+        logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"], batch["entries"])
     _, accuracy = loss_and_accuracy(logits, batch["targets"])
     assert accuracy >= 0.95
     exact = 0
@@ -71,7 +71,7 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     assert not all(torch.equal(a, expected[name]) for name, a in at_4[0].items())
     with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\)"):
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
-    with pytest.raises(TrainError, match=r"\(model\.weight_tokens='neurons' \(asked 'chunks'\)\)"):  # nested settings by name
+    with pytest.raises(TrainError, match=rf"\(model\.weight_tokens='{weights.DEFAULT_FORM}' \(asked 'chunks'\)\)"):  # nested settings by name
         train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)
     # a run recorded before batches were sorted by size trained on random batches, and resumes only so
     recorded = small_zoo / "small/meta" / pieces / "config.json"

@@ -3,13 +3,15 @@ and clear verdicts on invalid sequences."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
+from tracr.rasp import rasp
 
 from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab
-from inverse_tracr.programs import ProgramError, layers, library
+from inverse_tracr.programs import Program, ProgramError, layers, library
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 
@@ -48,6 +50,20 @@ def test_a_grammar_told_the_sublayers_fills_exactly_that_many():
     assert vocab.EOL_ID not in empty.allowed() and vocab.INDEX["Map"] in empty.allowed()
 
 
+def test_a_grammar_never_leaves_a_decoder_without_a_next_token():
+    # Selects up to the last variable but one: the last must be the attention that uses one, and
+    # then the sublayer can close (a Select there instead was a dead end a decoder reached on lib).
+    grammar = vocab.Grammar(sublayers=2)
+    for i in range(vocab.MAX_VARIABLES - 1):
+        assert vocab.INDEX["Select"] in grammar.allowed()
+        for token in ("Select", "tokens", "tokens", "@EQ", vocab.VARIABLES[i]):
+            grammar.step(vocab.INDEX[token])
+    assert grammar.allowed() == {vocab.INDEX[op] for op in ("Aggregate", "SelectorWidth", "NumericalSelectorWidth")}
+    for token in ("SelectorWidth", "v1", "NA", "NA", vocab.VARIABLES[-1]):
+        grammar.step(vocab.INDEX[token])
+    assert grammar.allowed() == {vocab.EOL_ID}
+
+
 def test_the_grammar_offers_only_library_names_that_apply_and_are_canonical():
     offered = {}
     for labels in ((0, 1, 2, 3, 4), ("a", "b", "c")):
@@ -66,6 +82,27 @@ def test_the_grammar_offers_only_library_names_that_apply_and_are_canonical():
             assert (name in offered[labels]) == (name in {library.alias("Map", table, [operand], r) for r in (False, True)}), name
     assert "lt_2" in offered[(0, 1, 2, 3, 4)] and "lt_2" not in offered[("a", "b", "c")]
     assert 0 < len(offered[("a", "b", "c")]) < len(offered[(0, 1, 2, 3, 4)]) < len(library.MAP_FNS)
+
+
+def test_each_table_entry_knows_the_operand_values_it_is_the_entry_of():
+    keys, queries = rasp.tokens, rasp.indices  # 4 and 5 values: the two orders differ
+    predicate = lambda k, q: k + 3 > 2 * q  # noqa: E731 - a table no library name has
+    program = Program.from_rasp(rasp.SelectorWidth(rasp.Select(keys, queries, predicate)), (0, 1, 2, 3), 5)
+    ids = vocab.encode(program)
+    entries = vocab.entries(ids, program.vocab, program.max_seq_len)
+    assert len(entries) == len(ids)
+    select = program.lines[[line.op for line in program.lines].index("Select")]
+    key_values, query_values = (program.types[name].values for name in select.operands)
+    table = [(entry, vocab.TOKENS[token]) for entry, token in zip(entries, ids[1:]) if entry is not None]
+    assert [entry for entry, _ in table] == list(itertools.product(range(len(key_values)), range(len(query_values))))
+    assert all((token == "#1") == predicate(key_values[k], query_values[q]) for (k, q), token in table)
+    assert {token for _, token in table} == {"#0", "#1"}
+    # a table of one operand: the second is none; no entries elsewhere, and none after a token the grammar refuses
+    mapped = vocab.encode(Program.from_rasp(rasp.categorical(rasp.Map(lambda x: (3 * x) % 4, rasp.tokens)), (0, 1, 2, 3), 5))
+    assert [e for e in vocab.entries(mapped, (0, 1, 2, 3), 5) if e] == [(x, None) for x in range(4)]
+    cut = mapped.index(vocab.INDEX[vocab.TABLE])
+    broken = vocab.entries(mapped[:cut] + [vocab.INDEX["Map"]] + mapped[cut:], (0, 1, 2, 3), 5)
+    assert not any(broken[cut:])
 
 
 @pytest.mark.parametrize("tokens, fragment", [

@@ -6,11 +6,13 @@ A transformer computes the same function, so its program is the same label, when
   writes it back on its own;
 - `residual`: its residual basis is permuted, alike in every tensor that reads or writes it.
 
-Both act on neuron tokens (`weights.features(…, "neurons")`) as they are kept in memory, without
-going back to the tensors: a hidden permutation reorders an MLP layer's unit tokens, a residual
-one permutes the residual coordinates of every token's two vectors (test: the tokens of the
-permuted tensors, whose forward pass is the model's). A model with tensors the tokens hold only
-flattened (a compressed student's read-out, typed "other") is left in its residual basis.
+Both act on neuron tokens (`weights.features(…, "neurons")`, or "offsets") as they are kept in
+memory, without going back to the tensors: a hidden permutation reorders an MLP layer's unit
+tokens, a residual one permutes the residual coordinates of every token's two vectors (test: the
+tokens of the permuted tensors, whose forward pass is the model's). A token's offsets in variable
+blocks name values, the same in any basis, so they are kept as the model's own basis gives them.
+A model with tensors the tokens hold only flattened (a compressed student's read-out, typed
+"other") is left in its residual basis.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from inverse_tracr.meta import weights
 
 SYMMETRIES = ("hidden", "residual")
 
-_FLOATS = weights.floats("neurons")
-_TYPE = slice(_FLOATS, _FLOATS + len(weights.PARAM_TYPES))
-_LAYER = slice(_TYPE.stop, _TYPE.stop + weights.MAX_LAYERS)
+# A token's labels end it in every form: one-hot type, one-hot layer, last-chunk flag.
+_LAYER = slice(-1 - weights.MAX_LAYERS, -1)
+_TYPE = slice(_LAYER.start - len(weights.PARAM_TYPES), _LAYER.start)
 
 
 def check(symmetries: Sequence[str], form: str) -> None:
@@ -33,8 +35,8 @@ def check(symmetries: Sequence[str], form: str) -> None:
     unknown = [s for s in symmetries if s not in SYMMETRIES]
     if unknown:
         raise ValueError(f"unknown symmetry {unknown[0]!r} (choose from {', '.join(SYMMETRIES)})")
-    if symmetries and form != "neurons":
-        raise ValueError("augmenting by symmetries needs neuron weight tokens (--weight-tokens neurons)")
+    if symmetries and form == "chunks":
+        raise ValueError("augmenting by symmetries needs neuron weight tokens (--weight-tokens neurons or offsets)")
 
 
 def augment(features: np.ndarray, symmetries: Sequence[str], rng: np.random.Generator) -> np.ndarray:

@@ -24,7 +24,8 @@ class MetaConfig:
     input_dropout: float = 0.0  # chance of zeroing a weight chunk in training
     targets: str = vocab.LAYOUT  # the program-token layout the model writes
     attention: Literal["causal", "prefix"] = "prefix"  # over the weight tokens (see `meta.model`)
-    weight_tokens: Literal["chunks", "neurons"] = weights.DEFAULT_FORM  # the input's form (see `weights`)
+    weight_tokens: Literal["chunks", "neurons", "offsets"] = weights.DEFAULT_FORM  # the input's form (see `weights`)
+    entries: bool = True  # a program position embeds the operand values of the table entry it predicts (see `model`)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -76,9 +77,10 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        # Runs recorded before a setting existed used what is now its other choice: weight chunks, random batches.
+        # Runs recorded before a setting existed used what is now its other choice: weight chunks,
+        # random batches, no entry embedding.
         return cls(**{"size_pool": 1, **data, "kinds": tuple(data["kinds"]), "augment": tuple(data.get("augment", ())),
-                      "model": MetaConfig(**{"weight_tokens": "chunks", **data["model"]})})
+                      "model": MetaConfig(**{"weight_tokens": "chunks", "entries": False, **data["model"]})})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,26 +28,44 @@ from inverse_tracr.zoo.splits import split_of
 from inverse_tracr.zoo.store import register_webdataset_schemes
 
 
+#: Value indices a table entry's position tells apart (`vocab.Grammar.entry`; larger ones share
+#: the last row); row ENTRY_VALUES of the embedding stands for "no such value".
+ENTRY_VALUES = weights.SLOTS
+
+
 @dataclasses.dataclass
 class Example:
     key: str
     features: np.ndarray  # [N, FEATURES]
     ids: list[int]  # BOS … EOS
+    entries: np.ndarray  # [len(ids), 2]: where the token after each one sits in its table (`entry_rows`)
 
 
 def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str) -> Example | None:
     """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
     try:
-        ids = _encode(sample.program)
+        ids, entries = _encode(sample.program)
     except vocab.Untokenizable:
         return None
-    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], list(ids))
+    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], list(ids), entries)
 
 
 @functools.lru_cache(maxsize=1 << 15)
-def _encode(program) -> tuple[int, ...]:
-    """`vocab.encode`, remembered per program (equal ids, equal programs) for the epochs to come."""
-    return tuple(vocab.encode(program))
+def _encode(program) -> tuple[tuple[int, ...], np.ndarray]:
+    """`vocab.encode` and its entries, remembered per program (equal ids, equal programs) for the epochs to come."""
+    ids = tuple(vocab.encode(program))
+    return ids, entry_rows(vocab.entries(ids, program.vocab, program.max_seq_len))
+
+
+def entry_rows(entries: Sequence[tuple[int, int | None] | None]) -> np.ndarray:
+    """[n, 2] embedding rows of `vocab.Grammar.entry` results: each operand's value index, or
+    ENTRY_VALUES where there is none."""
+    rows = np.full((len(entries), 2), ENTRY_VALUES, np.int64)
+    for i, entry in enumerate(entries):
+        for j, value in enumerate(entry or ()):
+            if value is not None:
+                rows[i, j] = min(value, ENTRY_VALUES - 1)
+    return rows
 
 
 class Cache:
@@ -92,12 +110,14 @@ def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
         "program_in": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
         "targets": torch.full((len(examples), t), vocab.PAD_ID, dtype=torch.long),
         "program_mask": torch.zeros(len(examples), t),
+        "entries": torch.full((len(examples), t, 2), ENTRY_VALUES, dtype=torch.long),
     }
     for i, e in enumerate(examples):
         ids = torch.tensor(e.ids)
         batch["program_in"][i, : len(ids) - 1] = ids[:-1]
         batch["targets"][i, : len(ids) - 1] = ids[1:]
         batch["program_mask"][i, : len(ids) - 1] = 1
+        batch["entries"][i, : len(ids) - 1] = torch.from_numpy(e.entries[:-1])
     return batch
 
 

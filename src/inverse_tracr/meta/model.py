@@ -9,7 +9,9 @@ program positions stay causal), set by a 4-D attention mask. Two decoders share 
 - `slots` (the thesis): program positions are learned slot embeddings; slot i predicts token i.
 - `autoregressive` (the thesis's future work): program positions are the program's own tokens,
   shifted, each with the sublayer it is written in (the targets group lines by the sublayer that
-  computes them, `vocab`); decoding feeds back each predicted token, constrained by
+  computes them, `vocab`) and, where the next token is a table entry, the operand values it is the
+  entry of (`vocab.Grammar.entry`: the offsets that `offsets` weight tokens give the units
+  computing it); decoding feeds back each predicted token, constrained by
   `vocab.Grammar` to programs that parse (ops' arities and argument kinds, variables in scope, as
   many sublayers as the weights have).
 """
@@ -25,7 +27,7 @@ from transformers import GPT2Config, GPT2Model
 
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.config import MetaConfig
-from inverse_tracr.meta.data import pad_features
+from inverse_tracr.meta.data import ENTRY_VALUES, entry_rows, pad_features
 from inverse_tracr.meta.presets import PRESETS
 from inverse_tracr.programs import Program
 from inverse_tracr.programs.program import DEFAULT_MAX_SEQ_LEN, DEFAULT_VOCAB
@@ -67,20 +69,28 @@ class MetaModel(nn.Module):
         # targets group lines by sublayer and a weight token carries its layer and type, so
         # attention can match a line with the weights that compute it without counting.
         self.sublayer_in = nn.Embedding(SUBLAYERS, preset.n_embd) if config.decoder == "autoregressive" else None
+        # And where the next token is a table entry, the values of the operands it is the entry
+        # of: a table is a lookup from those values, which offset weight tokens name alike.
+        entries = config.entries and config.decoder == "autoregressive"
+        self.entry_in = nn.ModuleList(nn.Embedding(ENTRY_VALUES + 1, preset.n_embd) for _ in range(2)) if entries else None
         self.head = nn.Linear(preset.n_embd, len(vocab.TOKENS))
         self.program_vocab, self.program_max_seq_len = DEFAULT_VOCAB, DEFAULT_MAX_SEQ_LEN
 
-    def forward(self, features, weight_mask, program_in, program_mask):
+    def forward(self, features, weight_mask, program_in, program_mask, entries=None):
         """Logits [B, T, V] for the program positions.
 
         features [B, N, FEATURES], weight_mask [B, N], program_in [B, T] ids (ignored by `slots`),
-        program_mask [B, T].
+        program_mask [B, T], entries [B, T, 2] (`data.collate`'s; default: read from program_in
+        with the vocabulary of the zoo the model was trained on).
         """
         w = self._embed_weights(features)
         if self.config.decoder == "slots":
             p = self.program_in(torch.arange(program_in.shape[1], device=w.device)).expand(len(w), -1, -1)
         else:
-            p = self.embed_program(program_in, sublayers(program_in))  # [B, T, D]
+            if entries is None and self.entry_in is not None:
+                entries = torch.stack([torch.from_numpy(entry_rows(vocab.entries(row, self.program_vocab, self.program_max_seq_len)))
+                                       for row in program_in.tolist()]).to(w.device)
+            p = self.embed_program(program_in, sublayers(program_in), entries)  # [B, T, D]
         positions = torch.cat([torch.arange(w.shape[1], device=w.device), self._program_positions(0, p.shape[1])])
         hidden = self.backbone(
             inputs_embeds=torch.cat([w, p], dim=1),
@@ -89,9 +99,12 @@ class MetaModel(nn.Module):
         ).last_hidden_state
         return self.head(hidden[:, w.shape[1] :])  # [B, T, V]
 
-    def embed_program(self, ids: torch.Tensor, sublayer: torch.Tensor) -> torch.Tensor:
-        """Program tokens [B, T] written in sublayers [B, T] → model width."""
-        return self.program_in(ids) + self.sublayer_in(sublayer)
+    def embed_program(self, ids: torch.Tensor, sublayer: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
+        """Program tokens [B, T] written in sublayers [B, T], before entries [B, T, 2] → model width."""
+        embedded = self.program_in(ids) + self.sublayer_in(sublayer)
+        if self.entry_in is not None:
+            embedded = embedded + self.entry_in[0](entries[..., 0]) + self.entry_in[1](entries[..., 1])
+        return embedded
 
     def attention_mask(self, valid: torch.Tensor, n_weights: int) -> torch.Tensor:
         """GPT-2's attention mask for a sequence of `n_weights` chunks then program positions:
@@ -145,16 +158,18 @@ class MetaModel(nn.Module):
                 logits = logits + allowed_mask(grammars, logits)
             chosen = logits.argmax(-1).tolist()
             for row, token in enumerate(chosen):
-                if finished[row]:
-                    chosen[row] = vocab.PAD_ID
+                if finished[row] or token == vocab.PAD_ID:  # PAD: the grammar allows nothing, a dead end
+                    chosen[row], finished[row] = vocab.PAD_ID, True
                     continue
                 ids[row].append(token)
                 if constrained:
                     grammars[row].step(token)
+                else:  # the grammar still says where entries sit, until a token it refuses
+                    vocab.follow(grammars[row], token)
                 finished[row] = token == vocab.EOS_ID
             if all(finished):
                 break
-            state.advance(torch.tensor(chosen, device=state.device))
+            state.advance(torch.tensor(chosen, device=state.device), [g.entry() for g in grammars])
         return ids
 
     def decompile(
@@ -179,7 +194,7 @@ class MetaModel(nn.Module):
     def teacher_forced(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
         """Per program in a `data.collate` batch: the predicted token at each target position."""
         self.eval()
-        logits = self(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+        logits = self(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"], batch["entries"])
         lengths = batch["program_mask"].sum(1).long().tolist()
         return [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
 
@@ -223,7 +238,8 @@ class Decoding:
         # The first pass holds the weights: the model's own mask (a prefix-LM's is 4-D); every
         # later token attends to all that came before, which the plain padding mask says.
         self.sublayer = torch.zeros(b, 1, dtype=torch.long, device=self.device)
-        self._run(torch.cat([w, model.embed_program(bos, self.sublayer)], dim=1), positions, model.attention_mask(self.mask, w.shape[1]))
+        self._run(torch.cat([w, model.embed_program(bos, self.sublayer, self._entries([None] * b))], dim=1), positions,
+                  model.attention_mask(self.mask, w.shape[1]))
 
     def _run(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         mask = (self.mask.long() if self._padded else None) if mask is None else mask
@@ -231,16 +247,21 @@ class Decoding:
                                   past_key_values=self.cache, use_cache=True)
         self.logits, self.cache = self.model.head(out.last_hidden_state[:, -1]), out.past_key_values
 
+    def _entries(self, entries: Sequence[tuple[int, int | None] | None]) -> torch.Tensor:
+        return torch.from_numpy(entry_rows(entries))[:, None].to(self.device)  # [B, 1, 2]
+
     @torch.no_grad()
-    def advance(self, tokens: torch.Tensor) -> None:
-        """Feed each row's next token [B]."""
+    def advance(self, tokens: torch.Tensor, entries: Sequence[tuple[int, int | None] | None] | None = None) -> None:
+        """Feed each row's next token [B], and where the token after it sits in its table
+        (`vocab.Grammar.entry` of each row's grammar once it has read the token; default: nowhere)."""
         self.step += 1
         if self.model.config.decoder == "slots":
             self.logits = self._slots[:, min(self.step, self._slots.shape[1] - 1)]
             return
         self.mask = torch.cat([self.mask, torch.ones(len(tokens), 1, device=self.device)], dim=1)
         self.sublayer = (self.sublayer + (tokens[:, None] == vocab.EOL_ID)).clamp(max=SUBLAYERS - 1)
-        self._run(self.model.embed_program(tokens[:, None], self.sublayer), self.model._program_positions(self.step, 1))
+        entries = self._entries(entries if entries is not None else [None] * len(tokens))
+        self._run(self.model.embed_program(tokens[:, None], self.sublayer, entries), self.model._program_positions(self.step, 1))
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep rows `rows` (indices, repeats allowed) in that order."""

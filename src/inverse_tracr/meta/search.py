@@ -105,7 +105,7 @@ def beam_search(model: MetaModel, params: dict[str, np.ndarray], vocab_: tuple, 
         if not kept or (len(finished) == beam and kept[0].logprob < finished[-1].logprob):
             break  # no partial program can still beat the finished ones
         state.select(torch.tensor(parents, device=state.device))
-        state.advance(torch.tensor(chosen, device=state.device))
+        state.advance(torch.tensor(chosen, device=state.device), _entries(kept))
         rows = kept
     return finished
 
@@ -149,7 +149,7 @@ def repair(model: MetaModel, params: dict[str, np.ndarray], candidate: Candidate
                 token = chosen[i]
             _feed(row, token, logp[i])
             chosen[i] = token if not row.done or token == vocab.EOS_ID else vocab.PAD_ID
-        state.advance(torch.tensor(chosen, device=state.device))
+        state.advance(torch.tensor(chosen, device=state.device), _entries(rows))
     rest = rows[1:]
     if not rest:
         return []
@@ -182,8 +182,14 @@ def _run(state: Decoding, rows: list[_Row], choose, deadline: float | None = Non
         chosen = choose(logits).tolist()
         for row, token, lp in zip(rows, chosen, logp):
             _feed(row, token, lp)
-        state.advance(torch.tensor([t if not r.done or t == vocab.EOS_ID else vocab.PAD_ID for r, t in zip(rows, chosen)], device=state.device))
+        state.advance(torch.tensor([t if not r.done or t == vocab.EOS_ID else vocab.PAD_ID for r, t in zip(rows, chosen)], device=state.device),
+                      _entries(rows))
     return _finished(rows)
+
+
+def _entries(rows: list[_Row]) -> list:
+    """Where each row's next token sits in its table (nowhere once the row is done)."""
+    return [None if r.done else r.grammar.entry() for r in rows]
 
 
 def _finished(rows: list[_Row]) -> list[Candidate]:

@@ -98,7 +98,7 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
         for _ in range(config.grad_accum):
             batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
             with accelerator.accumulate(model):
-                logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"])
+                logits = model(batch["features"], batch["weight_mask"], batch["program_in"], batch["program_mask"], batch["entries"])
                 loss, accuracy = loss_and_accuracy(logits, batch["targets"])
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

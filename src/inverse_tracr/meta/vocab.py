@@ -239,12 +239,26 @@ class Grammar:
             return _NUMBER_IDS
         return frozenset([INDEX[NONE], *_RANK_IDS])
 
+    def entry(self) -> tuple[int, int | None] | None:
+        """Where the next token sits if it is a table entry: the indices of its operands' values in
+        their value sets (the first operand's varying slowest, as tables list them; None for a
+        second operand there is not) — the values' offsets in their variables' blocks, which
+        `weights` gives the units that compute the entry. None for any other token."""
+        fn = self.current[3:]
+        if self.done or not fn or fn[0] != TABLE or len(fn) > self._table_size():
+            return None
+        sizes = [len(t.values) for t in self._operand_types()]
+        i = len(fn) - 1
+        return (i, None) if len(sizes) == 1 else (i // sizes[1], i % sizes[1])
+
     def _line_starts(self) -> set[int]:
         """Between lines: a line of an op this sublayer holds, the sublayer's end, the program's."""
         ok = set()
         open_ = self.sublayers is None or self.group < self.sublayers
         if open_ and len(self.lines) < MAX_VARIABLES:
             ok = {i for i in (_ATTENTION_OPS if layers.is_attention(self.group) else _MLP_OPS) if self._can_start(TOKENS[i])}
+            if len(self.lines) == MAX_VARIABLES - 1:  # a Select now would leave no line to use it, and no way on
+                ok.discard(INDEX["Select"])
         dangling = self.lines and self.lines[-1].op == "Select" and self.groups[self.lines[-1].ret] == self.group
         # The last sublayer may not close on an empty program, which could then never end.
         if open_ and not dangling and (self.lines or self.sublayers is None or self.group < self.sublayers - 1):
@@ -324,6 +338,24 @@ class Grammar:
         labels = _output_labels(self.lines, output_values)
         lines = [line._replace(fn=tuple(_label(v, labels.get(line.ret)) for v in line.fn)) if line.fn else line for line in self.lines]
         return Program(lines, self.vocab, self.max_seq_len)  # the canonical form ranks the intermediates
+
+
+def entries(ids: Sequence[int], vocab_: Sequence[Any], max_seq_len: int) -> list[tuple[int, int | None] | None]:
+    """`Grammar.entry` after each of `ids` (BOS first): where the token after it sits in its table.
+    A token the grammar refuses (an unconstrained prediction) ends the reading: no entries after it."""
+    grammar, out = Grammar(tuple(vocab_), max_seq_len, any_name=True), []
+    for token in ids[1:]:
+        out.append(grammar.entry())
+        follow(grammar, token)
+    return out + [grammar.entry()]
+
+
+def follow(grammar: Grammar, token: int) -> None:
+    """Step `grammar` by `token`, or end its reading if the token breaks it."""
+    if not grammar.done and token in grammar.allowed():
+        grammar.step(token)
+    else:
+        grammar.done = True
 
 
 class _RankLabel(int):
