@@ -54,7 +54,7 @@ def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo)
             reordered = permute_hidden(reordered, layer, rng.permutation(hidden))
         np.testing.assert_allclose(_residual(reordered, layout, ids), before, atol=1e-4)
         drawn, expected = augment.permute_hidden(tokens, rng), weights.features(reordered, "neurons")
-        kinds, layers = tokens[:, augment._TYPE].argmax(1), tokens[:, augment._LAYER].argmax(1)
+        kinds, layers = weights.token_types(tokens), weights.token_layers(tokens)
         np.testing.assert_array_equal(drawn[kinds != MLP_UNIT], expected[kinds != MLP_UNIT])
         for layer in range(layout.num_layers):
             units = (kinds == MLP_UNIT) & (layers == layer)

@@ -44,7 +44,7 @@ def test_offset_tokens_say_which_value_a_unit_reads_and_which_it_writes():
     f, s = weights.floats("neurons"), weights.SLOTS
     assert tokens.shape[1] == weights.width("offsets") == weights.width("neurons") + 4 * s
     np.testing.assert_array_equal(np.delete(tokens, np.s_[f : f + 4 * s], axis=1), weights.features(model.params, "neurons"))
-    units = tokens[tokens[:, -1 - weights.MAX_LAYERS - len(weights.PARAM_TYPES) + weights.PARAM_TYPES.index("mlp_in_w")] == 1]
+    units = tokens[weights.token_types(tokens) == weights.PARAM_TYPES.index("mlp_in_w")]
     pairs = {(int(np.flatnonzero(u[f : f + s])[0]), int(np.flatnonzero(u[f + 2 * s : f + 3 * s])[0])) for u in units}
     # the output's values are its ranks: 4 - x for input x
     assert pairs == {(x, 4 - x) for x in range(5)}

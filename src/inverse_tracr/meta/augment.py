@@ -25,10 +25,6 @@ from inverse_tracr.meta import weights
 
 SYMMETRIES = ("hidden", "residual")
 
-# A token's labels end it in every form: one-hot type, one-hot layer, last-chunk flag.
-_LAYER = slice(-1 - weights.MAX_LAYERS, -1)
-_TYPE = slice(_LAYER.start - len(weights.PARAM_TYPES), _LAYER.start)
-
 
 def check(symmetries: Sequence[str], form: str) -> None:
     """Refuse symmetries this module does not know, or a weight-token form it cannot permute."""
@@ -52,8 +48,8 @@ def augment(features: np.ndarray, symmetries: Sequence[str], rng: np.random.Gene
 def permute_hidden(features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The tokens with each layer's MLP hidden units in a random order."""
     out = features.copy()
-    units = _kinds(features) == weights.PARAM_TYPES.index("mlp_in_w")
-    layers = features[:, _LAYER].argmax(axis=1)
+    units = weights.token_types(features) == weights.PARAM_TYPES.index("mlp_in_w")
+    layers = weights.token_layers(features)
     for layer in np.unique(layers[units]):
         rows = np.flatnonzero(units & (layers == layer))
         out[rows] = features[rng.permutation(rows)]
@@ -76,9 +72,5 @@ def residual_width(features: np.ndarray) -> int:
     return int(used[-1]) + 1 if len(used) else 0
 
 
-def _kinds(features: np.ndarray) -> np.ndarray:
-    return features[:, _TYPE].argmax(axis=1)
-
-
 def _has(features: np.ndarray, kind: str) -> bool:
-    return bool((_kinds(features) == weights.PARAM_TYPES.index(kind)).any())
+    return bool((weights.token_types(features) == weights.PARAM_TYPES.index(kind)).any())

@@ -216,12 +216,20 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, width("neurons")), np.float32)
 
 
+def token_types(tokens: np.ndarray) -> np.ndarray:
+    """[N] each token's parameter type (an index into PARAM_TYPES), in any form: the labels end a token."""
+    return tokens[:, -1 - MAX_LAYERS - len(PARAM_TYPES) : -1 - MAX_LAYERS].argmax(axis=1)
+
+
+def token_layers(tokens: np.ndarray) -> np.ndarray:
+    """[N] each token's layer, in any form."""
+    return tokens[:, -1 - MAX_LAYERS : -1].argmax(axis=1)
+
+
 def block_starts(tokens: np.ndarray) -> np.ndarray:
     """[RESIDUAL] where each residual dimension's variable block starts (`residual.block_starts`),
     from a model's neuron tokens: its embedding rows and the units that write the residual."""
-    f, types = floats("neurons"), list(PARAM_TYPES)
-    kind = tokens[:, f : f + len(types)].argmax(axis=1)
-    layer = tokens[:, f + len(types) : f + len(types) + MAX_LAYERS].argmax(axis=1)
+    types, kind, layer = list(PARAM_TYPES), token_types(tokens), token_layers(tokens)
     writer = np.isin(kind, [types.index(k) for k in ("token_embed", "pos_embed", "value_w", "mlp_in_w")])
     embedding = np.select([kind == types.index("token_embed"), kind == types.index("pos_embed")], [0, 1], -1)
     sublayer = 2 * layer + (kind == types.index("mlp_in_w"))
