@@ -57,6 +57,7 @@ from fractions import Fraction
 from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
+from networkx.utils import UnionFind
 from tracr.rasp import rasp
 
 from inverse_tracr.compile import unfold
@@ -158,21 +159,6 @@ def _steps(thresholds: Sequence[float], outputs: Sequence[Any]) -> Callable[[Any
         return outputs[bisect.bisect_right(thresholds, float(x))]
 
     return f
-
-
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
 
 
 def _is(array: np.ndarray, value: float) -> np.ndarray:
@@ -492,10 +478,9 @@ class _Reader:
                 _refuse(f"hidden unit {u} of layer {layer} reads BOS/PAD together with variables")
             reads[u] = nonone
             (live if w else orphans).append(u)
-        uf = _UnionFind()
+        uf = UnionFind(live)
         first_writer: dict[int, int] = {}
         for u in live:
-            uf.find(u)
             for d in np.flatnonzero(w2[u]).tolist():
                 if d in first_writer:
                     uf.union(u, first_writer[d])
@@ -503,7 +488,7 @@ class _Reader:
                     first_writer[d] = u
         groups: dict[int, list[int]] = {}
         for u in live:
-            groups.setdefault(uf.find(u), []).append(u)
+            groups.setdefault(uf[u], []).append(u)
         comps = [self._classify(sorted(units), reads, w1, w2, layer, sublayer) for units in groups.values()]
         return {"comps": comps, "cleaners": cleaners, "orphans": orphans, "reads": reads, "w1": w1, "w2": w2, "sublayer": sublayer}
 

@@ -19,6 +19,7 @@ alike to the weights, so their two outputs read as one block.
 from __future__ import annotations
 
 import numpy as np
+from networkx.utils import UnionFind
 
 _TOL = 1e-6
 
@@ -59,40 +60,30 @@ def _operations(read: np.ndarray, wrote: np.ndarray, block: np.ndarray) -> list[
     Map's units partition its input's values, so a unit reading a value already read starts the next
     operation on the same variable."""
     n = len(read)
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def join(a: int, b: int) -> None:
-        parent[find(a)] = find(b)
-
+    units = UnionFind(range(n))
     writer: dict[int, int] = {}
     for unit in range(n):
         for dim in np.flatnonzero(wrote[unit]).tolist():
-            join(unit, writer.setdefault(dim, unit))
+            units.union(unit, writer.setdefault(dim, unit))
     members: dict[int, list[int]] = {}
     for unit in range(n):
-        members.setdefault(find(unit), []).append(unit)
+        members.setdefault(units[unit], []).append(unit)
     pairs: dict[tuple, int] = {}
     current: dict[tuple, tuple[int, np.ndarray]] = {}  # one-block key -> (its operation, what it reads)
-    for root, units in members.items():
-        reads = read[units].any(axis=0)
+    for root, group in members.items():
+        reads = read[group].any(axis=0)
         key = tuple(sorted(set(block[reads].tolist())))
         if len(key) > 1:
-            join(root, pairs.setdefault(key, root))
+            units.union(root, pairs.setdefault(key, root))
         elif len(key) == 1:
             op, seen = current.get(key, (root, np.zeros_like(reads)))
             if (seen & reads).any():
                 op, seen = root, np.zeros_like(reads)
-            join(root, op)
-            current[key] = (find(root), seen | reads)
+            units.union(root, op)
+            current[key] = (units[root], seen | reads)
     groups: dict[int, list[int]] = {}
     for unit in range(n):
-        groups.setdefault(find(unit), []).append(unit)
+        groups.setdefault(units[unit], []).append(unit)
     return [np.array(g) for g in groups.values()]
 
 
