@@ -11,7 +11,7 @@ from tracr.rasp import rasp
 
 from inverse_tracr.evaluate.metrics import output_labels
 from inverse_tracr.meta import vocab
-from inverse_tracr.programs import Program, ProgramError, layers, library
+from inverse_tracr.programs import Program, ProgramError, layers
 from inverse_tracr.programs.sampler import SamplerConfig, sample_program
 from inverse_tracr.programs.tracr_lib import tracr_lib_programs
 
@@ -30,7 +30,10 @@ def test_program_tokens_round_trip_and_the_grammar_admits_every_true_program():
                 assert token in grammar.allowed(), (program.source(), vocab.TOKENS[token])
                 grammar.step(token)
             assert grammar.done
-    assert sum(vocab.INDEX[vocab.TABLE] in vocab.encode(p) for p in programs) > 20
+        # every function is written entry by entry, library names too
+        fn_tokens = sum(field == 3 for field in vocab.fields(ids[1:]))
+        assert fn_tokens == sum(1 if line.fn is None else len(line.fn) for line in program.lines)
+    assert sum(alias is not None for p in programs for alias in p.aliases) > 20
 
 
 def test_a_grammar_told_the_sublayers_fills_exactly_that_many():
@@ -56,32 +59,28 @@ def test_a_grammar_never_leaves_a_decoder_without_a_next_token():
     grammar = vocab.Grammar(sublayers=2)
     for i in range(vocab.MAX_VARIABLES - 1):
         assert vocab.INDEX["Select"] in grammar.allowed()
-        for token in ("Select", "tokens", "tokens", "@EQ", vocab.VARIABLES[i]):
+        for token in ("Select", "tokens", "tokens"):
             grammar.step(vocab.INDEX[token])
+        while grammar.entry() is not None:
+            grammar.step(vocab.INDEX["#1"])
+        grammar.step(vocab.INDEX[vocab.VARIABLES[i]])
     assert grammar.allowed() == {vocab.INDEX[op] for op in ("Aggregate", "SelectorWidth", "NumericalSelectorWidth")}
     for token in ("SelectorWidth", "v1", "NA", "NA", vocab.VARIABLES[-1]):
         grammar.step(vocab.INDEX[token])
     assert grammar.allowed() == {vocab.EOL_ID}
 
 
-def test_the_grammar_offers_only_library_names_that_apply_and_are_canonical():
-    offered = {}
-    for labels in ((0, 1, 2, 3, 4), ("a", "b", "c")):
-        grammar = vocab.Grammar(labels, 5)
-        for token in (vocab.EOL, "Map", "tokens", "NA"):
-            grammar.step(vocab.INDEX[token])
-        offered[labels] = {vocab.TOKENS[i][1:] for i in grammar.allowed() if vocab.TOKENS[i].startswith("@")}
-        operand = grammar.types["tokens"]
-        for name in library.MAP_FNS:
-            try:
-                table = library.named_table("Map", name, [operand])
-            except Exception:  # noqa: BLE001 - does not apply to these labels
-                assert name not in offered[labels]
-                continue
-            # offered exactly when the canonical form would write this table with this name
-            assert (name in offered[labels]) == (name in {library.alias("Map", table, [operand], r) for r in (False, True)}), name
-    assert "lt_2" in offered[(0, 1, 2, 3, 4)] and "lt_2" not in offered[("a", "b", "c")]
-    assert 0 < len(offered[("a", "b", "c")]) < len(offered[(0, 1, 2, 3, 4)]) < len(library.MAP_FNS)
+def test_a_library_function_is_written_as_its_table_and_printed_by_its_name():
+    program = Program.from_rasp(rasp.categorical(rasp.Map(lambda x: x < 3, rasp.tokens)), (0, 1, 2, 3, 4), 5)
+    assert program.aliases == ("lt_3",)
+    ids = vocab.encode(program)
+    assert [vocab.TOKENS[t] for t in ids] == [vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "#1", "#1", "#1", "#0", "#0", "v1", vocab.EOL, vocab.EOS]
+    grammar = vocab.Grammar(program.vocab, program.max_seq_len)
+    for token in ids[1:5]:
+        grammar.step(token)
+    assert grammar.allowed() == {vocab.INDEX[t] for t in (vocab.NONE, *vocab.RANKS)}  # an entry, never a name
+    decoded = vocab.decode(ids, program.vocab, program.max_seq_len, output_labels(program))
+    assert decoded == program and "lt_3" in decoded.source()
 
 
 def test_each_table_entry_knows_the_operand_values_it_is_the_entry_of():
@@ -100,21 +99,24 @@ def test_each_table_entry_knows_the_operand_values_it_is_the_entry_of():
     # a table of one operand: the second is none; no entries elsewhere, and none after a token the grammar refuses
     mapped = vocab.encode(Program.from_rasp(rasp.categorical(rasp.Map(lambda x: (3 * x) % 4, rasp.tokens)), (0, 1, 2, 3), 5))
     assert [e for e in vocab.entries(mapped, (0, 1, 2, 3), 5) if e] == [(x, None) for x in range(4)]
-    cut = mapped.index(vocab.INDEX[vocab.TABLE])
+    cut = 1 + next(i for i, e in enumerate(vocab.entries(mapped, (0, 1, 2, 3), 5)) if e)  # the first entry's token
     broken = vocab.entries(mapped[:cut] + [vocab.INDEX["Map"]] + mapped[cut:], (0, 1, 2, 3), 5)
     assert not any(broken[cut:])
 
 
+LT_3 = ("#1", "#1", "#1", "#0", "#0")  # x < 3 on 0..4, the output's values ranked (False, True)
+
+
 @pytest.mark.parametrize("tokens, fragment", [
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3"], "end-of-program"),
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", *LT_3], "end-of-program"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", *LT_3, vocab.EOS], "cannot come here"),
     ([vocab.BOS, "Aggregate", "v1", "tokens", "NA", "v1", vocab.EOS], "cannot come here"),
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", vocab.TABLE, "#0", "#1", "v1", vocab.EOS], "cannot come here"),  # 5 entries due
-    ([vocab.BOS, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOS], "cannot come here"),  # an MLP's op in an attention sublayer
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "#0", "#1", "v1", vocab.EOS], "cannot come here"),  # 5 entries due
+    ([vocab.BOS, "Map", "tokens", "NA", *LT_3, "v1", vocab.EOS], "cannot come here"),  # an MLP's op in an attention sublayer
     # v2 reads v1 in the sublayer that writes it
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", "Map", "v1", "NA", "@lt_3", "v2", vocab.EOS], "cannot come here"),
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOS], "cannot come here"),  # the MLP is not closed
-    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", "@lt_3", "v1", vocab.EOL, vocab.EOL, vocab.EOS], "cannot come here"),  # half a layer
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", *LT_3, "v1", "Map", "v1", "NA", *LT_3, "v2", vocab.EOS], "cannot come here"),
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", *LT_3, "v1", vocab.EOS], "cannot come here"),  # the MLP is not closed
+    ([vocab.BOS, vocab.EOL, "Map", "tokens", "NA", *LT_3, "v1", vocab.EOL, vocab.EOL, vocab.EOS], "cannot come here"),  # half a layer
 ])
 def test_invalid_token_sequences_get_a_clear_verdict(tokens, fragment):
     with pytest.raises(ProgramError, match=fragment):

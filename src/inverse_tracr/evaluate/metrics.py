@@ -3,7 +3,7 @@
 Definitions (the report and README use these words exactly):
 
 - A program's *target tokens* are its lines in the target layout (`meta.vocab`: op, two
-  arguments, the function — an alias or a table's entries — and the variable; grouped by the
+  arguments, the function — its table's entries — and the variable; grouped by the
   sublayer that computes them, each sublayer closed by EOL), then EOS; BOS and padding never
   count. Predictions are compared position by position with the target; a prediction that ends
   early is wrong at every missing position.

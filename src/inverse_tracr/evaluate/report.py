@@ -56,7 +56,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Evaluation of run `{config['run']}` on `{config['zoo']}` ({config['kind']}, split {config['split']})",
         "",
         f"{report['programs']} programs. Token accuracy counts every target token (op, two arguments, the function's "
-        "alias or table entries, the variable; an EOL closing each sublayer; and EOS); non-NA leaves out positions whose "
+        "table entries or NA, the variable; an EOL closing each sublayer; and EOS); non-NA leaves out positions whose "
         "target is NA, lines leaves out EOL and EOS (the figure that compares target layouts). Buckets: share "
         "of programs with at least that share of their tokens right. Exact: the same canonical program. Functional: the "
         "predicted program gives the true program's outputs on every input up to the model's length.",

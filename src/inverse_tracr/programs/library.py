@@ -127,15 +127,6 @@ def alias(op: str, table: ops.Table, operands: Sequence[VarType], relabelled: bo
     return _names_by_signature(op, _ValueSets(tuple(o.values for o in operands)), relabelled).get(signature(op, table, relabelled))
 
 
-def canonical_names(op: str, operands: Sequence[VarType]) -> frozenset[str]:
-    """The names `alias` can give a table on these operands: each applies to their values and is
-    the first with its table, whether or not the outputs are relabelled. A decoder offers only
-    these, since any other name either fails on the values (`lt_2` on letters) or spells a program
-    the canonical form writes with another name."""
-    sets = _ValueSets(tuple(o.values for o in operands))
-    return frozenset(name for relabelled in (False, True) for name in _names_by_signature(op, sets, relabelled).values())
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class _ValueSets:
     """Operands' value sets as a cache key, compared type-exactly (`1`, `1.0` and `True` are equal
