@@ -69,7 +69,7 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     at_4 = [load_model(str(small_zoo), "small", run, folders[run][0]).state_dict() for run in (whole, pieces)]
     assert all(torch.equal(a, at_4[1][name]) for name, a in at_4[0].items())
     assert not all(torch.equal(a, expected[name]) for name, a in at_4[0].items())
-    with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\)"):
+    with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\); use another run name .* or remove .*/small/meta/"):
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
     with pytest.raises(TrainError, match=rf"\(model\.weight_tokens='{weights.DEFAULT_FORM}' \(asked 'chunks'\)\)"):  # nested settings by name
         train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)

@@ -152,7 +152,7 @@ def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> N
         recorded, wanted = ({k: v for k, v in json.loads(json.dumps(c)).items() if k != "cache_mb"} for c in (recorded, config.to_json()))
         if recorded != wanted:
             raise TrainError(f"run {'/'.join(run)} exists with other settings ({', '.join(differences(recorded, wanted))}); "
-                             "use another --run name")
+                             f"use another run name (train --run, training.run in run --config) or remove {store.url_of(*run)}")
         return
     store.write_bytes(json.dumps(config.to_json(), sort_keys=True).encode(), *run, "config.json")
 
