@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
     parser.add_argument("--no-entries", dest="entries", action="store_false", help="no entry embedding for program positions (meta/model.py)")
     parser.add_argument("--augment", default="", help="exact symmetries drawn for every example, comma-separated (meta/augment.py)")
+    parser.add_argument("--kinds", default="standard", help="zoo kinds to train on, comma-separated (e.g. standard,compressed); "
+                        "the held-out zoo's shards of each kind are evaluated")
+    parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights (transfer, thesis §8.5)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well, and for the learning curve")
     parser.add_argument("--search-seconds", type=float, default=SEARCH.budget_seconds,
                         help="the checked search's budget per program (0: greedy and teacher-forced figures only)")
@@ -102,13 +105,14 @@ def main() -> None:
         return
 
     store = Store(args.store)
-    urls = shard_urls(store, args.zoo)
+    kinds = tuple(args.kinds.split(","))
+    urls = [url for kind in kinds for url in shard_urls(store, args.zoo, kind)]
     model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens, entries=args.entries)
     print(f"zoo {args.zoo}: {len(urls)} shards")
     rate = loader_rate(urls, args.batch_size, args.size_pool, args.loader_workers, model)
     print(f"loader alone, decoding: {rate:.0f} samples/s ({args.loader_workers} worker(s)); later epochs come from memory")
 
-    config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, model=model, steps=args.steps, batch_size=args.batch_size,
+    config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, kinds=kinds, init_from=args.init_from, model=model, steps=args.steps, batch_size=args.batch_size,
                          size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
                          augment=tuple(name for name in args.augment.split(",") if name),
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
@@ -120,15 +124,15 @@ def main() -> None:
 
     bench = {"recipe": {"targets": vocab.LAYOUT.rsplit("/", 1)[-1], "preset": args.preset, "attention": args.attention,
                         "weight_tokens": args.weight_tokens, "entries": args.entries, "steps": args.steps,
-                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none"},
+                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none",
+                        "kinds": args.kinds, "init_from": args.init_from or "none"},
              "search": {k: getattr(search, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
-    for data, split in ((None, "val"), (args.held_out, "all")):
-        if split == "all" and not data:
-            continue
-        result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, split=split, limit=args.eval_programs, data=data,
-                                     reader=False, search=search))
-        print(f"\n{'held-out zoo ' + data if data else 'validation split'} ({result['programs']} programs):")
+    # A student's program is verified by its weights alone (see README, "Decompile a model"): students are not searched.
+    for data, split, kind in ((None, "val", "standard"), *((args.held_out, "all", kind) for kind in kinds if args.held_out)):
+        result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=kind, split=split, limit=args.eval_programs, data=data,
+                                     reader=False, lib=kind == "standard", search=search if kind == "standard" else dataclasses.replace(search, beam=0)))
+        print(f"\n{'held-out zoo ' + data if data else 'validation split'}, {kind} ({result['programs']} programs):")
         print(report.text_table(report.bucket_table(result)))
         for decoding, summary in result["decodings"].items():
             print(f"{decoding}: exact {100 * summary['exact']:.1f}%, functional {100 * summary['functional']:.1f}%, valid {100 * summary['valid']:.1f}%")
@@ -137,7 +141,7 @@ def main() -> None:
             print(f"checked search: verified {100 * found['verified']:.1f}%, exact {100 * found['exact']:.1f}%, "
                   f"functional {100 * found['functional']:.1f}%, {found['seconds_per_program']:.2f} s per program")
         print(f"report: {result['location']}/report.md")
-        bench["held_out" if data else "val"] = {
+        bench[("held_out" if data else "val") + ("" if kind == "standard" else f"_{kind}")] = {
             "programs": result["programs"], "teacher_forced_tokens": result["decodings"]["teacher_forced"]["token_accuracy"],
             "line_tokens": result["decodings"]["teacher_forced"]["token_accuracy_lines"],
             **{f"greedy_{k}": result["decodings"]["autoregressive"][k] for k in ("exact", "functional")},
@@ -155,15 +159,18 @@ def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
     import matplotlib.pyplot as plt
 
     columns = ["teacher_forced_tokens", "line_tokens", "greedy_exact", "greedy_functional", "search_verified", "search_exact"]
-    print("| run | recipe | train s | train tokens % | " + " | ".join(f"held-out {c.replace('_', ' ')} %" for c in columns) + " |")
-    print("|" + "---|" * (4 + len(columns)))
+    print("| run | recipe | train s | train tokens % | " + " | ".join(f"held-out {c.replace('_', ' ')} %" for c in columns)
+          + " | held-out compressed line tokens % | held-out compressed greedy functional % |")
+    print("|" + "---|" * (6 + len(columns)))
     figure, (tokens, exact) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         bench = json.loads(store.read_bytes(zoo, "meta", run, "bench.json"))
         held = bench.get("held_out", {})  # a run evaluated on its validation split only shows "-", not val figures
         recipe = ", ".join(f"{k}={v}" for k, v in bench["recipe"].items())
+        students = bench.get("held_out_compressed", {})
         print(f"| {run} | {recipe} | {bench.get('train_seconds') or '-'} | {100 * bench['train_token_accuracy']:.1f} | "
-              + " | ".join(f"{100 * held[c]:.1f}" if c in held else "-" for c in columns) + " |")
+              + " | ".join(f"{100 * figures[c]:.1f}" if c in figures else "-"
+                           for figures, c in [*((held, c) for c in columns), (students, "line_tokens"), (students, "greedy_functional")]) + " |")
         curve = bench.get("curve", [])
         if not curve:
             print(f"({run} has no held-out learning curve: trained without --held-out)")

@@ -308,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MiB of decoded examples each loader process keeps for later epochs; 0: decode every time (default: %(default)s)")
     tr.add_argument("--augment", type=_name_list, default=_default(TrainConfig, "augment"),
                     help="exact symmetries of the weights drawn anew for every example seen, comma-separated: hidden (MLP units "
-                         "reordered), residual (residual basis permuted); neuron weight tokens only (default: none)")
+                         "reordered), residual (residual basis permuted), rotation (a distilled student's residual turned by a random "
+                         "orthogonal matrix); neuron weight tokens only (default: none)")
+    tr.add_argument("--init-from", metavar="RUN", help="start a new run from the newest weights of another run of the same zoo "
+                    "and model size (transfer: a compressed students' decompiler from the standard one) (default: from scratch)")
     tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
     tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
     tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")

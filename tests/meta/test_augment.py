@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from inverse_tracr.compile.check import inputs_for
-from inverse_tracr.compile.forward import residual_output, token_ids
-from inverse_tracr.compile.model import CompiledModel, Layout
+from inverse_tracr.compile.forward import output_scores, residual_output, token_ids
+from inverse_tracr.compile.model import READOUT, CompiledModel, Layout
+from inverse_tracr.distill import student
 from inverse_tracr.meta import augment, weights
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import stream
 from inverse_tracr.zoo import read_samples
+from distill_tools import rotated_student
 from weight_tools import permute_hidden, permute_residual
 
 MLP_UNIT = weights.PARAM_TYPES.index("mlp_in_w")
@@ -62,6 +64,38 @@ def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo)
         units = kinds == MLP_UNIT
         if units.sum() > 2:  # some order other than the given one is drawn
             assert any(not np.array_equal(augment.permute_hidden(tokens, rng)[units], tokens[units]) for _ in range(5))
+
+
+def _turned(model: CompiledModel, rotation: np.ndarray) -> CompiledModel:
+    """A student whose residual is `model`'s times `rotation`: `student.fold` reads through it and writes through it."""
+    folded = student.fold(student.stack(model.params, model.layout.num_layers), rotation)
+    params = student.unstack({k: np.asarray(v) for k, v in folded.items()}, rotation.T @ model.params[READOUT])
+    return CompiledModel(params, model.layout)
+
+
+def test_a_students_turned_tokens_are_those_of_the_turned_student_which_computes_the_same(small_zoo):
+    rng = np.random.default_rng(1)
+    for sample in itertools.islice(read_samples(str(small_zoo / "small/standard/shard-000000.tar")), 3):
+        teacher = CompiledModel(sample.params, Layout.from_json(sample.meta["model"]))
+        model = rotated_student(teacher, seed=2, width=teacher.layout.residual_width - 2)  # as `distill` stores a compressed one
+        longest = [x for x in inputs_for(sample.program.vocab, sample.program.max_seq_len)[0] if len(x) == sample.program.max_seq_len]
+        ids = token_ids(model, longest[:300])
+        tokens = weights.features(model.params, "offsets")
+        assert augment.residual_width(tokens) == model.layout.residual_width
+        rotation = augment.orthogonal(model.layout.residual_width, rng)
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(len(rotation)), atol=1e-12)
+        turned = _turned(model, rotation)
+        np.testing.assert_allclose(output_scores(turned, ids), output_scores(model, ids), atol=1e-3)
+        np.testing.assert_allclose(residual_output(turned, ids), residual_output(model, ids) @ rotation, atol=1e-3)
+        np.testing.assert_allclose(augment.rotate_residual(tokens, rotation), weights.features(turned.params, "offsets"), atol=1e-4)
+        # the read-out is one token per output, reading the residual; drawn, a student turns and a compiled model does not
+        outputs = weights.token_types(tokens) == weights.PARAM_TYPES.index("other")
+        assert outputs.sum() == len(teacher.layout.output_dims)
+        np.testing.assert_array_equal(tokens[outputs, : model.layout.residual_width], model.params[READOUT].T.astype(np.float32))
+        drawn = augment.augment(tokens, ["rotation"], rng)
+        assert drawn.shape == tokens.shape and not np.allclose(drawn, tokens, atol=1e-2)
+        compiled = weights.features(teacher.params, "offsets")
+        np.testing.assert_array_equal(augment.augment(compiled, ["rotation"], rng), compiled)
 
 
 def test_training_draws_each_example_anew_every_time_and_a_rerun_draws_the_same(small_zoo):

@@ -119,3 +119,22 @@ def test_two_cpu_processes_train_in_lockstep(small_zoo, tmp_path):
     result = subprocess.run(command, env=cli_env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 ranks, parameters identical across ranks" in result.stdout
+
+
+def test_a_new_run_starts_from_another_runs_weights_and_refuses_a_run_it_cannot_start_from(small_zoo, tmp_path):
+    base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=4, batch_size=4, warmup=1, checkpoint_every=4, shuffle_buffer=8,
+                       model=MetaConfig(preset="tiny", max_chunks=128))
+    train(dataclasses.replace(base, run="source"), logdir=str(tmp_path / "a"), progress=False)
+    # one step at a negligible learning rate: the weights it started from, still
+    after = dataclasses.replace(base, steps=1, lr=1e-12, checkpoint_every=1, model=dataclasses.replace(base.model, dropout=0.1))
+    train(dataclasses.replace(after, run="transferred", init_from="source"), logdir=str(tmp_path / "b"), progress=False)
+    train(dataclasses.replace(after, run="scratch"), logdir=str(tmp_path / "c"), progress=False)
+    source, transferred, scratch = (load_model(str(small_zoo), "small", run).state_dict() for run in ("source", "transferred", "scratch"))
+    assert all(torch.allclose(a, transferred[name], atol=1e-6) for name, a in source.items())
+    assert not all(torch.allclose(a, scratch[name], atol=1e-3) for name, a in source.items())
+    runs = small_zoo / "small/meta"
+    with pytest.raises(TrainError, match=r"cannot start from run small/meta/source: it is another model \(preset='tiny' \(asked 'small'\)\)"):
+        train(dataclasses.replace(after, run="bigger", init_from="source", model=MetaConfig(preset="small", max_chunks=128)), progress=False)
+    with pytest.raises(TrainError, match=r"run small/meta/nowhere .* has no checkpoint"):
+        train(dataclasses.replace(after, run="lost", init_from="nowhere"), progress=False)
+    assert not (runs / "bigger").exists() and not (runs / "lost").exists()  # nothing left behind: the same command, mended, starts

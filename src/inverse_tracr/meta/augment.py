@@ -4,15 +4,20 @@ A transformer computes the same function, so its program is the same label, when
 
 - `hidden`: the hidden units of an MLP are reordered — each unit reads the residual stream and
   writes it back on its own;
-- `residual`: its residual basis is permuted, alike in every tensor that reads or writes it.
+- `residual`: its residual basis is permuted, alike in every tensor that reads or writes it;
+- `rotation`: its residual basis is turned by a random orthogonal matrix, alike in every tensor
+  (Tracr has no layer norm, so nothing else looks at the basis). Only distilled students are
+  turned: their residual is a learned basis, dense already, and turning it is what makes a
+  meta-model see every basis it may meet (Langosco et al.'s 77 % exact on compressed models
+  depends on it); a compiled model's one-hot basis is what offset tokens and the reader read, so
+  it is only permuted.
 
-Both act on neuron tokens (`weights.features(…, "neurons")`, or "offsets") as they are kept in
+All act on neuron tokens (`weights.features(…, "neurons")`, or "offsets") as they are kept in
 memory, without going back to the tensors: a hidden permutation reorders an MLP layer's unit
-tokens, a residual one permutes the residual coordinates of every token's two vectors (test: the
-tokens of the permuted tensors, whose forward pass is the model's). A token's offsets in variable
-blocks name values, the same in any basis, so they are kept as the model's own basis gives them.
-A model with tensors the tokens hold only flattened (a compressed student's read-out, typed
-"other") is left in its residual basis.
+tokens, a residual permutation or rotation turns the residual coordinates of every token's two
+vectors (test: the tokens of the turned tensors, whose forward pass is the model's). A token's
+offsets in variable blocks name values, the same in any permuted basis, so they are kept as the
+model's own basis gives them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from inverse_tracr.meta import weights
 
-SYMMETRIES = ("hidden", "residual")
+SYMMETRIES = ("hidden", "residual", "rotation")
 
 
 def check(symmetries: Sequence[str], form: str) -> None:
@@ -40,8 +45,10 @@ def augment(features: np.ndarray, symmetries: Sequence[str], rng: np.random.Gene
     out = features
     if "hidden" in symmetries:
         out = permute_hidden(out, rng)
-    if "residual" in symmetries and not _has(out, "other"):
+    if "residual" in symmetries:
         out = permute_residual(out, rng.permutation(residual_width(out)))
+    if "rotation" in symmetries and _has(out, "other"):  # a student: its read-out is typed "other"
+        out = rotate_residual(out, orthogonal(residual_width(out), rng))
     return out
 
 
@@ -58,11 +65,26 @@ def permute_hidden(features: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 def permute_residual(features: np.ndarray, order: np.ndarray) -> np.ndarray:
     """The tokens of the model whose residual dimension i is the given model's dimension order[i]."""
-    out = features.copy()
-    d, r = len(order), weights.RESIDUAL
-    out[:, :d] = features[:, order]
-    out[:, r : r + d] = features[:, r + order]
+    return rotate_residual(features, np.eye(len(order), dtype=features.dtype)[:, order])
+
+
+def rotate_residual(features: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """The tokens of the model whose residual is the given model's times `rotation` (orthogonal,
+    [d, d]: x ↦ x·rotation): every read and write vector turns alike (a read r of x becomes
+    rotationᵀ·r, as a row r·rotation). Offsets are kept: a permutation moves no value in its block,
+    and a student, the only model turned otherwise, has no blocks (every token writes every
+    dimension, which `residual.block_starts` takes for `one`), so its offsets are zero."""
+    out, d, r = features.copy(), len(rotation), weights.RESIDUAL
+    for at in (0, r):
+        out[:, at : at + d] = features[:, at : at + d] @ rotation
     return out
+
+
+def orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    """A [d, d] orthogonal matrix drawn uniformly (Haar): Q of a Gaussian matrix's QR, its columns'
+    signs fixed by R's diagonal (without, the draw is not uniform)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
 
 
 def residual_width(features: np.ndarray) -> int:

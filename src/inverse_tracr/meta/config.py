@@ -58,7 +58,8 @@ class TrainConfig:
     size_pool: int = 16  # batches' worth of examples sorted by length, for less padding (`data.by_size`); 1: random batches
     loader_workers: int = 0
     cache_mb: int = 1024  # decoded examples kept in memory per loader process, for later epochs (`data.Cache`)
-    augment: tuple[str, ...] = ()  # exact symmetries drawn for every example seen (`meta.augment`): hidden, residual
+    augment: tuple[str, ...] = ()  # exact symmetries drawn for every example seen (`meta.augment`): hidden, residual, rotation
+    init_from: str | None = None  # a run of the same zoo whose newest weights a new run starts from (transfer, thesis §8.5)
     checkpoint_every: int = 200
     log_every: int = 10
     mixed_precision: str = "no"  # "bf16" on GPUs

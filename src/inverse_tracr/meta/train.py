@@ -10,6 +10,7 @@ ends with the same parameters as if never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -26,7 +27,7 @@ from transformers import get_cosine_schedule_with_warmup
 from inverse_tracr.errors import InverseTracrError
 from inverse_tracr.meta import checkpoint, vocab
 from inverse_tracr.meta.data import by_size, quiet_handover, stream
-from inverse_tracr.meta.config import TrainConfig
+from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.model import MetaModel
 from inverse_tracr.progress import progress_bar
 from inverse_tracr.zoo.manifest import differences, read_config
@@ -58,6 +59,8 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     """Train (or resume) until `config.steps`, or until step `stop_after`; returns the last figures."""
     store = Store(config.store)
     run = (config.zoo, "meta", config.run)
+    # Checked before the run is recorded: a run that cannot start leaves nothing behind.
+    start = _start_from(config) if config.init_from is not None and checkpoint.newest(store, run) is None else None
     _record_config(store, run, config)
     urls = [url for kind in config.kinds for url in shard_urls(store, config.zoo, kind)]
     if not urls:
@@ -86,6 +89,8 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
         step = checkpoint.load(store, newest, model, optimizer, scheduler)
         batches = itertools.islice(batches, step * config.grad_accum, None)  # resume where we were
         history = [h for h in read_history(store, config.zoo, config.run) if h["step"] <= step]
+    elif start is not None:
+        model.load_state_dict(start)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.init_trackers("meta", config={"preset": config.model.preset, "decoder": config.model.decoder, "lr": config.lr})
 
@@ -155,6 +160,22 @@ def _record_config(store: Store, run: tuple[str, ...], config: TrainConfig) -> N
                              f"use another run name (train --run, training.run in run --config) or remove {store.url_of(*run)}")
         return
     store.write_bytes(json.dumps(config.to_json(), sort_keys=True).encode(), *run, "config.json")
+
+
+def _start_from(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """Transfer: the weights a new run starts from, another run's newest — a compressed students'
+    decompiler starts from the standard models' one, say. Only the weights: the new run's
+    optimizer and schedule start afresh, as its data does."""
+    source = load_model(config.store, config.zoo, config.init_from)
+    given, wanted = (_architecture(c) for c in (source.config, config.model))
+    if given != wanted:
+        raise TrainError(f"cannot start from run {config.zoo}/meta/{config.init_from}: it is another model ({', '.join(differences(given, wanted))})")
+    return source.state_dict()
+
+
+def _architecture(config: MetaConfig) -> dict:
+    """A model's settings but those only training uses (its regularisation)."""
+    return dataclasses.asdict(dataclasses.replace(config, dropout=0.0, input_noise=0.0, input_dropout=0.0))
 
 
 def read_history(store: Store, zoo: str, run: str) -> list[dict]:

@@ -13,10 +13,11 @@ read-out) go last, typed "other".
 `neurons`: one token per unit that reads from and writes to the residual stream, its two vectors
 side by side in residual coordinates — an MLP hidden unit (its input column, output row and bias),
 an attention key dimension (its query and key columns), a value dimension (its value column and
-output row), an embedding row (what it writes), a bias vector. Every token names residual
-dimensions the same way, so the meta-model's attention can match what one unit writes with what
+output row), an embedding row (what it writes), a bias vector, a distilled student's read-out
+column (what an output reads). Every token names residual dimensions the same way, so the meta-model's attention can match what one unit writes with what
 another reads, which is how a compiled program flows; all-zero units (Tracr pads layers to a
-common width) are left out. A residual wider than `RESIDUAL` is cut to its first dimensions, as
+common width) are left out, and so are tensors it does not know (whose axes name no residual
+dimensions). A residual wider than `RESIDUAL` is cut to its first dimensions, as
 `max_chunks` cuts a long model.
 
 `offsets`: neuron tokens that also give each of their two vectors by offset in the variable blocks
@@ -31,7 +32,7 @@ import dataclasses
 
 import numpy as np
 
-from inverse_tracr.compile.model import LAYER_PARAM, POS_EMBED, TOKEN_EMBED, layer_param
+from inverse_tracr.compile.model import LAYER_PARAM, POS_EMBED, READOUT, TOKEN_EMBED, layer_param
 from inverse_tracr.meta import residual
 
 CHUNK = 512
@@ -210,9 +211,8 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
             w2, b1 = get("mlp/linear_2/w"), get("mlp/linear_1/b", w1.shape[1])
             add(w1.T, w2, b1, 0, "mlp_in_w", layer)
             add(None, get("mlp/linear_2/b", w2.shape[1])[None], 0, 0, "mlp_out_b", layer)
-    for name in sorted(n for n in params if describe(n)[1] == "other"):
-        flat = np.asarray(params[name], np.float32).reshape(-1)
-        add(np.pad(flat, (0, -flat.size % RESIDUAL)).reshape(-1, RESIDUAL), None, 0, 0, "other", 0)
+    if READOUT in params:  # a student's read-out [d, outputs]: each output reads the residual through its column
+        add(np.asarray(params[READOUT]).T, None, 0, 0, "other", 0)
     return np.concatenate(blocks) if blocks else np.zeros((0, width("neurons")), np.float32)
 
 
