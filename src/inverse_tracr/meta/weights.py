@@ -14,11 +14,11 @@ read-out) go last, typed "other".
 side by side in residual coordinates — an MLP hidden unit (its input column, output row and bias),
 an attention key dimension (its query and key columns), a value dimension (its value column and
 output row), an embedding row (what it writes), a bias vector, a distilled student's read-out
-column (what an output reads). Every token names residual dimensions the same way, so the meta-model's attention can match what one unit writes with what
-another reads, which is how a compiled program flows; all-zero units (Tracr pads layers to a
-common width) are left out, and so are tensors it does not know (whose axes name no residual
-dimensions). A residual wider than `RESIDUAL` is cut to its first dimensions, as
-`max_chunks` cuts a long model.
+column (what an output reads). Every token names residual dimensions the same way, so the
+meta-model's attention can match what one unit writes with what another reads, which is how a
+compiled program flows; all-zero units (Tracr pads layers to a common width) are left out, and so
+are tensors it does not know (whose axes name no residual dimensions). A residual wider than
+`RESIDUAL` is cut to its first dimensions, as `max_chunks` cuts a long model.
 
 `offsets`: neuron tokens that also give each of their two vectors by offset in the variable blocks
 it touches (`meta.residual`): the first `SLOTS` values of its first two blocks. A program's tables
