@@ -59,8 +59,9 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     """Train (or resume) until `config.steps`, or until step `stop_after`; returns the last figures."""
     store = Store(config.store)
     run = (config.zoo, "meta", config.run)
+    newest = checkpoint.newest(store, run)
     # Checked before the run is recorded: a run that cannot start leaves nothing behind.
-    start = _start_from(config) if config.init_from is not None and checkpoint.newest(store, run) is None else None
+    start = _start_from(config) if config.init_from is not None and newest is None else None
     _record_config(store, run, config)
     urls = [url for kind in config.kinds for url in shard_urls(store, config.zoo, kind)]
     if not urls:
@@ -84,7 +85,6 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     loader = DataLoader(dataset, batch_size=None, num_workers=config.loader_workers, worker_init_fn=quiet_handover)
     batches = iter(loader)  # draws its seed from torch's RNG: before a checkpoint restores that RNG
     step, history = 0, []
-    newest = checkpoint.newest(store, run)
     if newest is not None:
         step = checkpoint.load(store, newest, model, optimizer, scheduler)
         batches = itertools.islice(batches, step * config.grad_accum, None)  # resume where we were
