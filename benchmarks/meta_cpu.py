@@ -131,7 +131,7 @@ def main() -> None:
     # A student's program is verified by its weights alone (see README, "Decompile a model"): students are not searched.
     for data, split, kind in ((None, "val", "standard"), *((args.held_out, "all", kind) for kind in kinds if args.held_out)):
         result = evaluate(EvalConfig(store=args.store, zoo=args.zoo, run=args.run, kind=kind, split=split, limit=args.eval_programs, data=data,
-                                     reader=False, lib=kind == "standard", search=search if kind == "standard" else dataclasses.replace(search, beam=0)))
+                                     reader=False, lib=kind == "standard" and bool(data or not args.held_out), search=search if kind == "standard" else dataclasses.replace(search, beam=0)))
         print(f"\n{'held-out zoo ' + data if data else 'validation split'}, {kind} ({result['programs']} programs):")
         print(report.text_table(report.bucket_table(result)))
         for decoding, summary in result["decodings"].items():
@@ -146,6 +146,9 @@ def main() -> None:
             "line_tokens": result["decodings"]["teacher_forced"]["token_accuracy_lines"],
             **{f"greedy_{k}": result["decodings"]["autoregressive"][k] for k in ("exact", "functional")},
             **{f"search_{k}": found[k] for k in ("verified", "exact", "functional") if found}}
+        if result["lib"]:  # Tracr's 13 hand-written programs: how many come back exactly, greedy and searched
+            bench["lib"] = {"programs": len(result["lib"]), "greedy_exact": sum(r["exact"] for r in result["lib"]),
+                            **({"search_exact": sum(r["search"]["exact"] for r in result["lib"])} if found else {})}
     if args.held_out:
         bench["curve"] = held_out_curve(config, args.held_out, args.eval_programs)
     store.write_bytes(json.dumps(bench, indent=1).encode(), args.zoo, "meta", args.run, "bench.json")
@@ -160,8 +163,8 @@ def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
 
     columns = ["teacher_forced_tokens", "line_tokens", "greedy_exact", "greedy_functional", "search_verified", "search_exact"]
     print("| run | recipe | train s | train tokens % | " + " | ".join(f"held-out {c.replace('_', ' ')} %" for c in columns)
-          + " | held-out compressed line tokens % | held-out compressed greedy functional % |")
-    print("|" + "---|" * (6 + len(columns)))
+          + " | held-out compressed line tokens % | held-out compressed greedy functional % | lib exact greedy / searched |")
+    print("|" + "---|" * (7 + len(columns)))
     figure, (tokens, exact) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         bench = json.loads(store.read_bytes(zoo, "meta", run, "bench.json"))
@@ -170,7 +173,8 @@ def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
         students = bench.get("held_out_compressed", {})
         print(f"| {run} | {recipe} | {bench.get('train_seconds') or '-'} | {100 * bench['train_token_accuracy']:.1f} | "
               + " | ".join(f"{100 * figures[c]:.1f}" if c in figures else "-"
-                           for figures, c in [*((held, c) for c in columns), (students, "line_tokens"), (students, "greedy_functional")]) + " |")
+                           for figures, c in [*((held, c) for c in columns), (students, "line_tokens"), (students, "greedy_functional")])
+              + f" | {lib_figure(bench.get('lib'))} |")
         curve = bench.get("curve", [])
         if not curve:
             print(f"({run} has no held-out learning curve: trained without --held-out)")
@@ -185,6 +189,13 @@ def compare(store: Store, zoo: str, runs: list[str], plot: str) -> None:
     figure.tight_layout()
     figure.savefig(plot, dpi=120)
     print(f"plot: {plot}")
+
+
+def lib_figure(lib: dict | None) -> str:
+    """'greedy / searched of N' Tracr lib programs exactly right ('-' where not measured)."""
+    if not lib:
+        return "-"
+    return f"{lib['greedy_exact']} / {lib.get('search_exact', '-')} of {lib['programs']}"
 
 
 if __name__ == "__main__":

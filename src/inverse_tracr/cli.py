@@ -480,8 +480,11 @@ def _print_result(result: dict) -> None:
         print(f"exact reader (not the meta-model): read {100 * read['read']:.1f}%, exact {100 * read['exact']:.1f}%, "
               f"functionally equivalent {100 * read['functional']:.1f}%, {read['wrong']} wrong")
     if result["lib"]:
-        right = [r["name"] for r in result["lib"] if r["exact"]]
-        print(f"Tracr lib programs exactly right (meta-model, greedy): {', '.join(right) if right else 'none'} (of {len(result['lib'])})")
+        lib = result["lib"]
+        for answer, how in ((None, "meta-model, greedy"), ("search", "meta-model + checked search"), ("reader", "exact reader")):
+            if answer is None or answer in lib[0]:
+                right = [r["name"] for r in lib if (r[answer] if answer else r)["exact"]]
+                print(f"Tracr lib programs exactly right ({how}): {', '.join(right) if right else 'none'} (of {len(lib)})")
     print(f"report: {result['location']}/report.md, predictions.jsonl and plots beside it")
 
 

@@ -30,6 +30,9 @@ def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path)
         assert 0 <= summary["token_accuracy"] <= 1 and set(summary["buckets"]) == {f">={b}%" for b in metrics.BUCKETS}
     assert [h["step"] for h in saved["history"]] == [5, 10, 15, 20]
     assert len(saved["lib"]) == 13 and {r["name"] for r in saved["lib"]} >= {"hist", "length", "shuffle_dyck2", "shift_by"}
+    # lib programs are searched and read like the zoo's: the reader reads all 13 back, a search is never wrongly verified
+    assert all(r["reader"]["exact"] and r["reader"]["verified"] for r in saved["lib"])
+    assert all(r["search"]["verified"] <= r["search"]["functional"] and r["search"]["seconds"] > 0 for r in saved["lib"])
     # The exact reader reads every standard model; its figures are kept apart from the meta-model's.
     assert saved["reader"]["read"] == saved["reader"]["exact"] == 1 and saved["reader"]["wrong"] == 0
     assert saved["search"]["programs"] == 12 and saved["search"]["false_verified"] == 0
@@ -51,6 +54,7 @@ def test_evaluate_writes_a_report_with_tables_and_png_plots(small_zoo, tmp_path)
         assert found["verified"] <= found["functional"]  # a verified answer is never wrong
     text_ = (folder / "report.md").read_text()
     assert "greedy vs checked search" in text_ and "Exact reader" in text_
+    assert "| search: verified / exact | reader: verified / exact |" in text_ and "| yes / yes |" in text_
     text = (folder / "report.md").read_text()
     assert "## Accuracy buckets" in text and "thesis (15 ops)" in text and "lib" in text
     for name in ("buckets.png", "confusion.png", "learning_curve.png"):

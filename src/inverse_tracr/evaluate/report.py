@@ -96,9 +96,13 @@ def markdown(report: dict[str, Any]) -> str:
                             _pct(read["identical_weights"]), f"{read['seconds_per_program']:.3f}"]])]
     if report.get("lib"):
         out += ["", "## Tracr's hand-written `lib` programs (out of distribution)", ""]
-        out.append(_markdown([["program", "lines", "tokens %", "exact", "functional", "predicted"],
-                              *([r["name"], str(r["lines"]), _pct(r["token_accuracy"]), "yes" if r["exact"] else "no",
-                                 "yes" if r["functional"] else "no", r["predicted"].replace("\n", "; ")] for r in report["lib"])]))
+        # Searched and read where the evaluation searched and read: each answer apart, as for the zoo.
+        answers = [a for a in ("search", "reader") if a in report["lib"][0]]
+        yes = lambda flag: "yes" if flag else "no"  # noqa: E731
+        out.append(_markdown([["program", "lines", "tokens %", "exact", "functional", *(f"{a}: verified / exact" for a in answers), "predicted (greedy)"],
+                              *([r["name"], str(r["lines"]), _pct(r["token_accuracy"]), yes(r["exact"]), yes(r["functional"]),
+                                 *(f"{yes(r[a]['verified'])} / {yes(r[a]['exact'])}" for a in answers), r["predicted"].replace("\n", "; ")]
+                                for r in report["lib"])]))
     out += ["", "## Plots", "", "![buckets](buckets.png)", "", "![op confusion](confusion.png)", ""]
     if report.get("history"):
         out += ["![learning curve](learning_curve.png)", ""]

@@ -189,13 +189,21 @@ def _share(values: list) -> float:
 
 
 def _lib(config: EvalConfig, model) -> list[dict[str, Any]]:
+    """Tracr's lib programs, compiled and decompiled greedily; searched and read as the zoo's
+    programs are when the evaluation searches and reads (each answer's figures kept apart)."""
     programs = tracr_lib_programs()
-    predicted = model.generate([compile_program(p).params for p in programs.values()],
-                               inputs=[(p.vocab, p.max_seq_len) for p in programs.values()])
+    compiled = {name: compile_program(program) for name, program in programs.items()}
+    predicted = model.generate([c.params for c in compiled.values()], inputs=[(p.vocab, p.max_seq_len) for p in programs.values()])
     rows = []
     for (name, program), ids in zip(programs.items(), predicted):
-        scored = metrics.score(name, program, ids, check_inputs(program, config.inputs, seed=2))
+        inputs = check_inputs(program, config.inputs, seed=2)
+        scored = metrics.score(name, program, ids, inputs)
         source = scored.predicted.source() if scored.predicted is not None else "invalid (does not parse)"
-        rows.append({"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
-                     "exact": scored.exact, "functional": scored.functional, "predicted": source})
+        row = {"name": name, "lines": len(program.lines), "token_accuracy": scored.accuracy,
+               "exact": scored.exact, "functional": scored.functional, "predicted": source}
+        if config.search.beam:
+            row["search"] = _scored(decompile(compiled[name], model, "meta", 1.0, config.search), program, inputs)
+        if config.reader:
+            row["reader"] = _scored(decompile(compiled[name], None, "reader", 1.0), program, inputs)
+        rows.append(row)
     return rows
