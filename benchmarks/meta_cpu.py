@@ -90,9 +90,11 @@ def main() -> None:
     parser.add_argument("--attention", choices=("causal", "prefix"), default="prefix", help="over the weight chunks")
     parser.add_argument("--weight-tokens", choices=weights.FORMS, default=weights.DEFAULT_FORM, help="the input's form (meta/weights.py)")
     parser.add_argument("--no-entries", dest="entries", action="store_false", help="no entry embedding for program positions (meta/model.py)")
-    parser.add_argument("--augment", default="", help="exact symmetries drawn for every example, comma-separated (meta/augment.py)")
+    parser.add_argument("--augment", help="exact symmetries drawn for every example, comma-separated, or none (meta/augment.py; "
+                        "default: training's, rotation)")
     parser.add_argument("--kinds", default="standard", help="zoo kinds to train on, comma-separated (e.g. standard,compressed); "
                         "the held-out zoo's shards of each kind are evaluated")
+    parser.add_argument("--oversample", type=int, default=1, metavar="K", help="read the distilled kinds' shards K times per pass (meta/train.py)")
     parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights (transfer, thesis §8.5)")
     parser.add_argument("--held-out", help="a held-out zoo folder <store>/<zoo> to evaluate on as well, and for the learning curve")
     parser.add_argument("--search-seconds", type=float, default=SEARCH.budget_seconds,
@@ -114,7 +116,7 @@ def main() -> None:
 
     config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, kinds=kinds, init_from=args.init_from, model=model, steps=args.steps, batch_size=args.batch_size,
                          size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
-                         augment=tuple(name for name in args.augment.split(",") if name),
+                         augment=None if args.augment is None else tuple(n for n in args.augment.split(",") if n not in ("", "none")), oversample=args.oversample,
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
     search = dataclasses.replace(SEARCH, budget_seconds=args.search_seconds, beam=SEARCH.beam if args.search_seconds > 0 else 0)
     started = time.monotonic()
@@ -124,8 +126,8 @@ def main() -> None:
 
     bench = {"recipe": {"targets": vocab.LAYOUT.rsplit("/", 1)[-1], "preset": args.preset, "attention": args.attention,
                         "weight_tokens": args.weight_tokens, "entries": args.entries, "steps": args.steps,
-                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": args.augment or "none",
-                        "kinds": args.kinds, "init_from": args.init_from or "none"},
+                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": ",".join(config.augment) or "none",
+                        "kinds": args.kinds, "oversample": args.oversample, "init_from": args.init_from or "none"},
              "search": {k: getattr(search, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
     # A student's program is verified by its weights alone (see README, "Decompile a model"): students are not searched.

@@ -43,6 +43,9 @@ def test_options_fill_the_stage_configs_whose_defaults_are_the_cli_defaults():
     assert cli._config(TrainConfig, args, model=cli._config(MetaConfig, args)) == TrainConfig(
         store="./zoo-store", zoo="z", steps=7, kinds=("standard", "compressed"), model=MetaConfig(weight_tokens="chunks"))
     assert cli._config(MetaConfig, parse(["train", "--zoo", "z"])) == MetaConfig()
+    for given, drawn in (([], ("rotation",)), (["--augment", "none"], ()), (["--augment", "hidden,rotation"], ("hidden", "rotation"))):
+        args = parse(["train", "--zoo", "z", "--oversample", "4", *given])
+        assert cli._config(TrainConfig, args, model=cli._config(MetaConfig, args)) == TrainConfig(store="./zoo-store", zoo="z", augment=drawn, oversample=4)
     assert cli._config(MetaConfig, parse(["train", "--zoo", "z", "--no-entries"])) == MetaConfig(entries=False)
     # a setting that shapes a zoo can be set from the command line
     assert {f.name for f in dataclasses.fields(ZooConfig)} <= vars(parse(["generate"])).keys()

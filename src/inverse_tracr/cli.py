@@ -306,10 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loader-workers", type=int, default=_default(TrainConfig, "loader_workers"), help="data-loader processes per rank (default: %(default)s)")
     tr.add_argument("--cache-mb", type=int, default=_default(TrainConfig, "cache_mb"),
                     help="MiB of decoded examples each loader process keeps for later epochs; 0: decode every time (default: %(default)s)")
-    tr.add_argument("--augment", type=_name_list, default=_default(TrainConfig, "augment"),
-                    help="exact symmetries of the weights drawn anew for every example seen, comma-separated: hidden (MLP units "
-                         "reordered), residual (residual basis permuted), rotation (a distilled student's residual turned by a random "
-                         "orthogonal matrix); neuron weight tokens only (default: none)")
+    tr.add_argument("--augment", type=lambda text: () if text.strip() == "none" else _name_list(text), default=None,
+                    help="exact symmetries of the weights drawn anew for every example seen, comma-separated, or none: hidden (MLP "
+                         "units reordered), residual (residual basis permuted), rotation (a distilled student's residual turned by a "
+                         "random orthogonal matrix); neuron weight tokens only (default: rotation, none for chunk tokens)")
+    tr.add_argument("--oversample", type=_positive, default=_default(TrainConfig, "oversample"), metavar="K",
+                    help="read each distilled kind's shards K times for each time the standard ones are read (default: %(default)s)")
     tr.add_argument("--init-from", metavar="RUN", help="start a new run from the newest weights of another run of the same zoo "
                     "and model size (transfer: a compressed students' decompiler from the standard one) (default: from scratch)")
     tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")

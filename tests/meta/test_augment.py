@@ -126,3 +126,7 @@ def test_unknown_symmetries_and_chunk_tokens_are_refused_and_the_setting_is_reco
     recorded = config.to_json()
     del recorded["augment"]  # a run recorded before the setting existed drew no symmetries
     assert TrainConfig.from_json(recorded).augment == ()
+    # by default students are turned, where the tokens can be; a recorded default stays what it was
+    assert TrainConfig(store="s", zoo="z").augment == ("rotation",)
+    assert TrainConfig(store="s", zoo="z", model=MetaConfig(weight_tokens="chunks")).augment == ()
+    assert TrainConfig.from_json(TrainConfig(store="s", zoo="z").to_json()).augment == ("rotation",)

@@ -19,7 +19,7 @@ from inverse_tracr.compile.model import Layout
 from inverse_tracr.meta import checkpoint, weights
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import collate, example
-from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train
+from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train, training_urls
 from inverse_tracr.programs import ProgramError
 from inverse_tracr.zoo import read_samples
 from inverse_tracr.zoo.store import Store
@@ -138,3 +138,18 @@ def test_a_new_run_starts_from_another_runs_weights_and_refuses_a_run_it_cannot_
     with pytest.raises(TrainError, match=r"run small/meta/nowhere .* has no checkpoint"):
         train(dataclasses.replace(after, run="lost", init_from="nowhere"), progress=False)
     assert not (runs / "bigger").exists() and not (runs / "lost").exists()  # nothing left behind: the same command, mended, starts
+
+
+def test_students_are_read_oversample_times_for_each_time_the_standard_models_are(tmp_path):
+    store = Store(str(tmp_path))
+    for kind, shards in (("standard", 3), ("compressed", 2), ("natural", 1)):
+        for i in range(shards):
+            store.write_bytes(b"{}", "z", kind, f"shard-{i:06d}.json")  # a shard counts as finished by its marker
+    config = TrainConfig(store=str(tmp_path), zoo="z", kinds=("standard", "compressed", "natural"), oversample=3)
+    urls = [url.rsplit("/z/", 1)[1] for url in training_urls(store, config)]
+    assert sorted(set(urls)) == [*(f"compressed/shard-00000{i}.tar" for i in (0, 1)), "natural/shard-000000.tar",
+                                  *(f"standard/shard-00000{i}.tar" for i in (0, 1, 2))]
+    assert {url: urls.count(url) for url in urls} == {url: 1 if url.startswith("standard") else 3 for url in urls}
+    assert len(training_urls(store, dataclasses.replace(config, oversample=1))) == 6
+    with pytest.raises(ValueError, match="oversample must be at least 1, got 0"):
+        dataclasses.replace(config, oversample=0)

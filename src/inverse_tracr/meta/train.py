@@ -55,6 +55,11 @@ def loss_and_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torc
     return loss, accuracy
 
 
+def training_urls(store: Store, config: TrainConfig) -> list[str]:
+    """The finished shards of the run's kinds; a distilled kind's `config.oversample` times over."""
+    return [url for kind in config.kinds for url in shard_urls(store, config.zoo, kind) * (1 if kind == "standard" else config.oversample)]
+
+
 def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None = None, progress: bool = True) -> dict:
     """Train (or resume) until `config.steps`, or until step `stop_after`; returns the last figures."""
     store = Store(config.store)
@@ -63,7 +68,7 @@ def train(config: TrainConfig, stop_after: int | None = None, logdir: str | None
     # Checked before the run is recorded: a run that cannot start leaves nothing behind.
     start = _start_from(config) if config.init_from is not None and newest is None else None
     _record_config(store, run, config)
-    urls = [url for kind in config.kinds for url in shard_urls(store, config.zoo, kind)]
+    urls = training_urls(store, config)
     if not urls:
         raise TrainError(f"no finished shards of kinds {', '.join(config.kinds)} in {store.url_of(config.zoo)}")
 
