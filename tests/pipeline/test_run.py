@@ -41,6 +41,7 @@ def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
     folder = store / "e2e/meta/t/eval/standard-all"
     report = json.loads((folder / "report.json").read_text())
     assert report["programs"] == 12 and report["checkpoint"] == "step-00000040"
+    assert len(report["lib"]) == 13 and compressed["lib"] == []  # Tracr's lib programs decompiled once, with the standard kind
     assert [h["step"] for h in report["history"]] == [10, 20, 30, 40]
     for summary in report["decodings"].values():
         assert summary["programs"] == 12 and 0 < summary["token_accuracy"] <= 1

@@ -127,8 +127,8 @@ def plan(values: dict[str, Any]) -> Plan:
         DistillConfig(kind=kind, compression=students["compression"], max_steps=students["maxSteps"], attempts=students["attempts"])
         for kind in zoo["kinds"] if kind != "standard"
     )  # fmt: skip
-    evals = tuple(
-        EvalConfig(store=store, zoo=zoo["name"], run=training["run"], kind=kind, split=evaluation["split"], limit=evaluation["limit"],
+    evals = tuple(  # Tracr's lib programs are compiled models: decompiled once, with the standard kind
+        EvalConfig(store=store, zoo=zoo["name"], run=training["run"], kind=kind, split=evaluation["split"], limit=evaluation["limit"], lib=kind == "standard",
                    search=SearchConfig(beam=evaluation["beam"], repair_rounds=evaluation["repairRounds"], budget_seconds=evaluation["budgetSeconds"]))
         for kind in zoo["kinds"]
     )  # fmt: skip
