@@ -16,7 +16,7 @@ from conftest import cli_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inverse_tracr.compile.model import Layout
-from inverse_tracr.meta import checkpoint, weights
+from inverse_tracr.meta import checkpoint
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import collate, example
 from inverse_tracr.meta.train import TrainError, load_model, loss_and_accuracy, read_history, train, training_urls
@@ -71,8 +71,8 @@ def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, preci
     assert not all(torch.equal(a, expected[name]) for name, a in at_4[0].items())
     with pytest.raises(TrainError, match=r"other settings \(lr=0\.\d+ \(asked 1\.0\)\); use another run name .* or remove .*/small/meta/"):
         train(dataclasses.replace(base, run=pieces, lr=1.0), progress=False)
-    with pytest.raises(TrainError, match=rf"\(model\.weight_tokens='{weights.DEFAULT_FORM}' \(asked 'chunks'\)\)"):  # nested settings by name
-        train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, weight_tokens="chunks")), progress=False)
+    with pytest.raises(TrainError, match=r"\(model\.entries=True \(asked False\)\)"):  # nested settings by name
+        train(dataclasses.replace(base, run=pieces, model=dataclasses.replace(base.model, entries=False)), progress=False)
     # a run recorded before batches were sorted by size trained on random batches, and resumes only so
     recorded = small_zoo / "small/meta" / pieces / "config.json"
     recorded.write_text(json.dumps({k: v for k, v in json.loads(recorded.read_text()).items() if k != "size_pool"}))
