@@ -34,7 +34,8 @@ def free_port() -> int:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """`make test` runs the suite on pytest-xdist workers (`--dist loadgroup`): the tests that read
-    the `overfit` model share one worker, so it is trained once (~70 s), not once per worker."""
+    the `overfit` model are meant to share one worker, so it is trained once (~70 s), not once per
+    worker. Not yet effective: the first CI run with it still trained it on both workers."""
     for item in items:
         if "overfit" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("overfit"))
