@@ -13,8 +13,8 @@ run: $(STAMP)
 	$(BIN)/inverse-tracr run --preset demo
 
 # Every test, as CI runs it (.ci/run calls this): one pytest-xdist worker per core of the 2-core CI
-# machine (TEST_WORKERS=0 runs them in this process); tests/conftest.py asks that the tests sharing a
-# trained model share a worker (not yet seen to take effect: see its docstring).
+# machine (TEST_WORKERS=0 runs them in this process); tests/conftest.py puts the tests sharing a
+# trained model on one worker, so it is trained once.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup

@@ -34,10 +34,9 @@ def free_port() -> int:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """`make test` runs the suite on pytest-xdist workers (`--dist loadgroup`): the tests that read
-    the `overfit` model are meant to share one worker, so it is trained once (~70 s), not once per
-    worker. Not yet seen to work: the first CI run with it spent 334 s and 298 s setting up two of
-    these tests, as if each worker had trained it (xdist sets `loadgroup` on its workers; why the
-    group did not hold is not known)."""
+    the `overfit` model share one worker, so it is trained once (~70 s), not once per worker.
+    xdist groups by a suffix it appends to node ids; pytest 9.2 ignores it (pytest-xdist#1386), hence
+    pytest < 9.2 (tests/meta/test_train.py checks the suffix is there)."""
     for item in items:
         if "overfit" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("overfit"))

@@ -50,6 +50,14 @@ def test_tiny_model_overfits_32_programs(zoo32, overfit):
     assert logged[-1].value == pytest.approx(read_history(Store(str(zoo32)), "z", "overfit")[-1]["token_accuracy"])
 
 
+def test_the_tests_reading_the_overfit_model_share_a_worker(request, overfit):
+    """Under `make test` (xdist, --dist loadgroup) a test reading `overfit` carries the group suffix xdist
+    schedules by (tests/conftest.py); without it each worker trains the model again (~5 min of CI)."""
+    if not request.config.getoption("loadgroup", False):
+        pytest.skip("not on an xdist worker with --dist loadgroup")
+    assert request.node.nodeid.endswith("@overfit")
+
+
 @pytest.mark.parametrize("precision", ["no", "bf16"])
 def test_a_stopped_run_resumes_to_the_same_parameters(small_zoo, tmp_path, precision):
     base = TrainConfig(store=str(small_zoo), zoo="small", split=None, steps=8, batch_size=4, warmup=2, checkpoint_every=4, shuffle_buffer=8,
