@@ -91,6 +91,19 @@ def training_job(docs: list[dict]) -> dict:
     return next(d for d in embedded(docs) if d["kind"] == "Job")
 
 
+def training_inputs(docs: list[dict], given: dict[str, str] | None = None) -> dict[str, str]:
+    """The workflow's parameters and the train template's inputs, as Argo binds them: from `given` (a
+    pipeline task's arguments), or, submitted alone, from the workflow's arguments of the same names
+    (Argo passes them to the entrypoint's inputs); else from the inputs' defaults."""
+    train = workflow_template(docs, "train")
+    arguments = {p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}
+    bound = arguments if given is None else given
+    inputs = next(t for t in train["spec"]["templates"] if t["name"] == train["spec"]["entrypoint"])["inputs"]["parameters"]
+    unbound = [p["name"] for p in inputs if p["name"] not in bound and "default" not in p]
+    assert not unbound, f"the train template's inputs {unbound} are not given"
+    return {**arguments, **{p["name"]: bound.get(p["name"], p.get("default")) for p in inputs}}
+
+
 def pod_containers(docs: list[dict]):
     """(where, container, is_init) for every container the chart's templates define: Argo container
     templates and the training Job's init and main containers."""

@@ -47,6 +47,8 @@ def test_options_fill_the_stage_configs_whose_defaults_are_the_cli_defaults():
         args = parse(["train", "--zoo", "z", "--oversample", "4", *given])
         assert cli._config(TrainConfig, args, model=cli._config(MetaConfig, args)) == TrainConfig(store="./zoo-store", zoo="z", augment=drawn, oversample=4)
     assert cli._config(MetaConfig, parse(["train", "--zoo", "z", "--no-entries"])) == MetaConfig(entries=False)
+    for given, start in ((["--init-from", "std"], "std"), (["--init-from", ""], None)):  # the chart passes "" for none
+        assert cli._config(TrainConfig, parse(["train", "--zoo", "z", *given]), model=MetaConfig()).init_from == start
     # a setting that shapes a zoo can be set from the command line
     assert {f.name for f in dataclasses.fields(ZooConfig)} <= vars(parse(["generate"])).keys()
 

@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "random orthogonal matrix); neuron weight tokens only (default: rotation, none for chunk tokens)")
     tr.add_argument("--oversample", type=_positive, default=_default(TrainConfig, "oversample"), metavar="K",
                     help="read each distilled kind's shards K times for each time the standard ones are read (default: %(default)s)")
-    tr.add_argument("--init-from", metavar="RUN", help="start a new run from the newest weights of another run of the same zoo "
-                    "and model size (transfer: a compressed students' decompiler from the standard one) (default: from scratch)")
+    tr.add_argument("--init-from", metavar="RUN", type=lambda run: run or None,
+                    help="start a new run from the newest weights of another run of the same zoo and model size (transfer: a "
+                         "compressed students' decompiler from the standard one); empty or unset: from scratch")
     tr.add_argument("--mixed-precision", default=_default(TrainConfig, "mixed_precision"), choices=["no", "bf16", "fp16"], help="bf16 on GPUs (default: %(default)s)")
     tr.add_argument("--logdir", help="TensorBoard folder (default: runs/<zoo>/<run>)")
     tr.add_argument("--stop-after", type=_positive, help="stop at this step (a later run resumes)")

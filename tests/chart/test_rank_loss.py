@@ -22,7 +22,7 @@ import fsspec
 import pytest
 import safetensors.torch
 from conftest import cli_env, free_port
-from k8s_tools import fill, render, training_job, workflow_template
+from k8s_tools import fill, render, training_inputs, training_job, workflow_template
 
 from inverse_tracr.zoo.store import Store
 
@@ -99,7 +99,7 @@ def test_losing_a_rank_restarts_the_group_from_the_newest_checkpoint_with_the_sa
     # and the next attempt (an Argo retry) is a new Job with its own name.
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["podReplacementPolicy"] == "Failed"
     assert step["retryStrategy"]["limit"] and step["resource"]["failureCondition"] == "status.failed > 0"
-    parameters = {p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}
+    parameters = training_inputs(docs)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["accelerate"] and container["args"][0] == "launch"
 

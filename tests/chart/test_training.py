@@ -24,7 +24,8 @@ def test_one_job_per_attempt_that_fails_on_the_first_lost_rank(rendered):
     name, docs = rendered
     job = training_job(docs)
     spec = job["spec"]
-    assert job["metadata"]["name"] == "{{workflow.name}}-train-{{retries}}", name  # argo retry: a new Job, no AlreadyExists
+    # an Argo retry: a new Job (no AlreadyExists); a phase of its own for each training of a pipeline
+    assert job["metadata"]["name"] == "{{workflow.name}}-{{inputs.parameters.phase}}-{{retries}}", name
     assert spec["backoffLimit"] == 0 and spec["podReplacementPolicy"] == "Failed", name
     rules = spec["podFailurePolicy"]["rules"]
     assert {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from conftest import cli_env, free_port
-from k8s_tools import CHART, PARAMETER, ROOT, VALUE_SETS, argo_objects, argo_schema, checkov, embedded, fill, render, run_helm, strings
+from k8s_tools import CHART, PARAMETER, ROOT, VALUE_SETS, argo_objects, argo_schema, checkov, embedded, fill, render, run_helm, strings, training_inputs
 
 from inverse_tracr.cli import build_parser
 from inverse_tracr.zoo import read_samples
@@ -112,8 +112,7 @@ def test_every_command_line_parses_with_the_real_cli(rendered):
     from accelerate.commands.launch import launch_command_parser
 
     _, docs = rendered
-    defaults = {p["name"]: p["value"] for p in argo_objects(docs)[0]["spec"]["arguments"]["parameters"]}
-    values = {**defaults, "part": "0", "kind": "compressed"}
+    values = {**training_inputs(docs), "part": "0", "kind": "compressed"}
     parsed = 0
     for name, _labels, container in _containers(docs):
         args = [_substitute(a, values) for a in container["args"]]
@@ -173,8 +172,9 @@ def test_large_values_scale_the_fan_out_and_the_training_job():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     args = container["args"]
     assert args[args.index("--num_processes") + 1] == "32" and args[args.index("--num_machines") + 1] == "4"
-    assert "--multi_gpu" in args and args[args.index("--main_process_ip") + 1] == "{{workflow.name}}-train-{{retries}}-0.{{workflow.name}}-train"
-    assert job["spec"]["template"]["spec"]["subdomain"] == "{{workflow.name}}-train"
+    service, attempt = "{{workflow.name}}-{{inputs.parameters.phase}}", "{{workflow.name}}-{{inputs.parameters.phase}}-{{retries}}"
+    assert "--multi_gpu" in args and args[args.index("--main_process_ip") + 1] == f"{attempt}-0.{service}"
+    assert job["spec"]["template"]["spec"]["subdomain"] == service
 
 
 def test_the_rendered_zoo_dag_runs_locally_against_a_gcs_emulator(gcs_bucket):
@@ -209,8 +209,7 @@ def test_the_rendered_training_job_runs_as_two_machines_against_a_gcs_emulator(g
             Store(store).write_bytes(path.read_bytes(), *path.relative_to(small_zoo).parts)
     docs = render(sets=("training.nodes=2", "training.gpusPerNode=1", "training.preset=tiny", "training.batchSize=3", "training.checkpointEvery=2",
                         "training.loaderWorkers=2", f"training.port={free_port()}", "zoo.name=small", f"store.url={store}"))
-    train = next(d for d in argo_objects(docs) if d["metadata"]["name"].endswith("-train"))
-    values = {**{p["name"]: p["value"] for p in train["spec"]["arguments"]["parameters"]}, "steps": "4"}
+    values = {**training_inputs(docs), "steps": "4"}
     job = next(d for d in embedded(docs) if d["kind"] == "Job")
     assert job["spec"]["completions"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -235,7 +234,8 @@ def test_checkov_reports_no_failed_check_without_a_written_reason(values, tmp_pa
     import json
 
     docs = render(*VALUE_SETS[values])
-    substitutions = {"{{workflow.name}}": "wf", "{{retries}}": "0", "{{workflow.parameters.zoo}}": "demo", "{{workflow.parameters.kinds}}": "[]"}
+    substitutions = {"{{workflow.name}}": "wf", "{{retries}}": "0", "{{workflow.parameters.zoo}}": "demo", "{{workflow.parameters.kinds}}": "[]",
+                     "{{inputs.parameters.phase}}": "train"}
     embedded = []
     for manifest in (t["resource"]["manifest"] for d in argo_objects(docs) for t in d["spec"]["templates"] if "resource" in t):
         for placeholder, value in substitutions.items():

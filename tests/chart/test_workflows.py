@@ -10,9 +10,10 @@ import re
 import jsonschema
 import pytest
 import yaml
-from k8s_tools import ROOT, argo_objects, argo_schema, fill, render, training_job, workflow_template
+from k8s_tools import ROOT, argo_objects, argo_schema, fill, render, training_inputs, training_job, workflow_template
 
 from inverse_tracr.cli import build_parser
+from inverse_tracr.pipeline.run import load_values, plan
 from inverse_tracr.pipeline.submit import workflow_body
 
 STAGES = ("generate", "distill", "train", "evaluate", "pipeline")
@@ -40,10 +41,20 @@ def _kinds_per_stage(docs: list[dict], submitted: dict[str, str]) -> dict[str, l
             args = [fill(a, {**values, "kind": item, "part": "0"}) for a in templates[leaf]["container"]["args"]]
             parsed.append(build_parser().parse_args(args).kind)
         seen[stage] = parsed
-    container = training_job(docs)["spec"]["template"]["spec"]["containers"][0]
-    args = [fill(a, values) for a in container["args"]]
-    seen["train"] = list(build_parser().parse_args(args[args.index("inverse_tracr.cli") + 1 :]).kinds)
+    seen["train"] = list(_trainings(docs, values)["train"].kinds)
     return seen
+
+
+def _trainings(docs: list[dict], values: dict[str, str]) -> dict:
+    """The training command of each train task of the pipeline, as the real CLI parses it."""
+    tasks = [t for t in workflow_template(docs, "pipeline")["spec"]["templates"][0]["dag"]["tasks"] if t["templateRef"]["template"] == "train"]
+    container = training_job(docs)["spec"]["template"]["spec"]["containers"][0]
+    parsed = {}
+    for task in tasks:
+        inputs = training_inputs(docs, {p["name"]: fill(p["value"], values) for p in task["arguments"]["parameters"]})
+        args = [fill(a, values | inputs) for a in container["args"]]
+        parsed[task["name"]] = build_parser().parse_args(args[args.index("inverse_tracr.cli") + 1 :])
+    return parsed
 
 
 @pytest.mark.parametrize("submitted", [["standard", "compressed", "natural"], ["standard", "natural"], ["standard"]])
@@ -86,3 +97,29 @@ def test_other_release_names_name_the_templates_otherwise(release, prefix):
     assert {d["metadata"]["name"] for d in argo_objects(docs)} == {f"{prefix}-{s}" for s in STAGES}
     refs = {t["templateRef"]["name"] for t in workflow_template(docs, "pipeline")["spec"]["templates"][0]["dag"]["tasks"]}
     assert refs == {f"{prefix}-{s}" for s in ("generate", "distill", "train", "evaluate")}  # the pipeline follows the release
+
+
+@pytest.mark.parametrize("transfer_steps", [300, 0])
+def test_with_students_the_pipeline_trains_on_standard_models_first_as_the_local_runner_does(transfer_steps, tmp_path):
+    given = {"zoo": {"kinds": ["standard", "compressed"]}, "training": {"run": "m", "steps": 900, "transferSteps": transfer_steps}}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(given))
+    docs = render(str(path))
+    pipeline = workflow_template(docs, "pipeline")
+    values = {p["name"]: p["value"] for p in pipeline["spec"]["arguments"]["parameters"]}
+    trainings = _trainings(docs, values)
+    charted = [(a.run, tuple(a.kinds), a.steps, a.init_from) for a in trainings.values()]
+    local = [(c.run, c.kinds, c.steps, c.init_from) for c in plan(load_values(str(path), "demo")).train]
+    assert charted == local  # the same trainings, in the same order
+    tasks = {t["name"]: t.get("dependencies", []) for t in pipeline["spec"]["templates"][0]["dag"]["tasks"]}
+    if transfer_steps:
+        assert local == [("m-standard", ("standard",), 900, None), ("m", ("standard", "compressed"), 300, "m-standard")]
+        # the standard run trains while the students are distilled; each training has Jobs of its own
+        assert tasks["train-standard"] == ["generate"] and tasks["train"] == ["distill", "train-standard"]
+        job = training_job(docs)["metadata"]["name"]
+        names = {fill(job, training_inputs(docs, {p["name"]: p["value"] for p in task["arguments"]["parameters"]}))
+                 for task in pipeline["spec"]["templates"][0]["dag"]["tasks"] if task["name"] in trainings}
+        assert names == {"{{workflow.name}}-train-standard-{{retries}}", "{{workflow.name}}-train-{{retries}}"}
+    else:
+        assert local == [("m", ("standard", "compressed"), 900, None)] and tasks["train"] == ["distill"]
+    assert tasks["evaluate"] == ["train"]  # the last training is the one evaluated

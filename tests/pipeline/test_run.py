@@ -14,7 +14,7 @@ from conftest import cli_env, interruptible
 CONFIG = {
     "zoo": {"name": "e2e", "programs": 12, "shardSize": 6, "minOps": 3, "maxOps": 5, "kinds": ["standard", "compressed"]},
     "distill": {"shards": 1},
-    "training": {"run": "t", "steps": 40, "batchSize": 6, "checkpointEvery": 20, "lr": 0.003},
+    "training": {"run": "t", "steps": 40, "transferSteps": 20, "batchSize": 6, "checkpointEvery": 20, "lr": 0.003},
     "evaluation": {"split": "all", "limit": 12, "repairRounds": 1, "budgetSeconds": 1},  # a 40-step model verifies nothing: a short search
 }
 
@@ -31,7 +31,10 @@ def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
     first = _run(config)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
-    assert "[1/4] generate" in out and "[2/4] distill: compressed" in out and "[3/4] train" in out and "[4/4] evaluate" in out
+    assert "[1/4] generate" in out and "[2/4] distill: compressed" in out and "[4/4] evaluate" in out
+    # transfer: the standard models first, then both kinds from those weights, evaluated
+    assert "[3/4] train: run t-standard, preset tiny, 40 steps on standard\n" in out
+    assert "[3/4] train: run t from run t-standard, preset tiny, 20 steps on standard, compressed\n" in out
     assert "compressed models (" in out and "standard models (12 programs)" in out
     compressed = json.loads((store / "e2e/meta/t/eval/compressed-all/report.json").read_text())
     marker = json.loads((store / "e2e/compressed/shard-000000.json").read_text())
@@ -40,9 +43,10 @@ def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
 
     folder = store / "e2e/meta/t/eval/standard-all"
     report = json.loads((folder / "report.json").read_text())
-    assert report["programs"] == 12 and report["checkpoint"] == "step-00000040"
+    assert report["programs"] == 12 and report["checkpoint"] == "step-00000020"
     assert len(report["lib"]) == 13 and compressed["lib"] == []  # Tracr's lib programs decompiled once, with the standard kind
-    assert [h["step"] for h in report["history"]] == [10, 20, 30, 40]
+    assert [h["step"] for h in report["history"]] == [10, 20]
+    assert (store / "e2e/meta/t-standard/checkpoints/step-00000040/state.json").exists()
     for summary in report["decodings"].values():
         assert summary["programs"] == 12 and 0 < summary["token_accuracy"] <= 1
     assert "## Accuracy buckets" in (folder / "report.md").read_text()
@@ -54,7 +58,7 @@ def test_run_end_to_end_then_reuse_then_refuse_a_changed_zoo(tmp_path):
     again = _run(config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert time.monotonic() - started < 60
-    assert "already finished" in again.stdout and "already trained" in again.stdout and "reusing the report" in again.stdout
+    assert "already finished" in again.stdout and again.stdout.count("already trained") == 2 and "reusing the report" in again.stdout
 
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump({**CONFIG, "store": {"url": str(store)}, "zoo": {**CONFIG["zoo"], "maxOps": 6}}))

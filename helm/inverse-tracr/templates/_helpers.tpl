@@ -167,6 +167,8 @@ arguments:
       value: {{ .Values.training.run | quote }}
     - name: steps
       value: {{ .Values.training.steps | quote }}
+    - name: transfer-steps
+      value: {{ .Values.training.transferSteps | quote }}
     - name: split
       value: {{ .Values.evaluation.split | quote }}
 {{- end -}}

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 600 verified 29 %; 2,000 programs for 1,200 steps verified 39 % (one more minute to generate).
         "zoo": {"name": "demo", "programs": 1000, "shardSize": 100, "minOps": 4, "maxOps": 8, "kinds": ["standard", "compressed"]},
         "distill": {"shards": 1},
-        "training": {"run": "tiny", "preset": "tiny", "steps": 1200, "batchSize": 32},
+        "training": {"run": "tiny", "preset": "tiny", "steps": 1200, "transferSteps": 400, "batchSize": 32},
         "evaluation": {"split": "val"},
     },
     "small": {
@@ -61,7 +61,7 @@ class Plan:
     workers: int
     distill: tuple[DistillConfig, ...]  # one per distilled kind
     distill_shards: range | None  # None: every standard shard
-    train: TrainConfig
+    train: tuple[TrainConfig, ...]  # in order; the last one is evaluated
     evaluate: tuple[EvalConfig, ...]  # one per kind
 
 
@@ -116,12 +116,25 @@ def plan(values: dict[str, Any]) -> Plan:
         shard_size=zoo["shardSize"], min_ops=zoo["minOps"], max_ops=zoo["maxOps"],
         vocab_size=zoo["vocabSize"], max_seq_len=zoo["maxSeqLen"], seed=zoo["seed"], random_tables=zoo["randomTables"],
     )
-    train_config = TrainConfig(
-        store=store, zoo=zoo["name"], run=training["run"], kinds=tuple(zoo["kinds"]),
-        model=MetaConfig(preset=training["preset"]), steps=training["steps"], batch_size=training["batchSize"],
-        lr=training.get("lr"), warmup=min(100, training["steps"] // 10), checkpoint_every=training["checkpointEvery"],
-        mixed_precision="no", loader_workers=1,
-    )
+    kinds = tuple(zoo["kinds"])
+
+    def train_config(run: str, kinds: tuple[str, ...], steps: int, init_from: str | None = None) -> TrainConfig:
+        return TrainConfig(
+            store=store, zoo=zoo["name"], run=run, kinds=kinds, init_from=init_from,
+            model=MetaConfig(preset=training["preset"]), steps=steps, batch_size=training["batchSize"],
+            lr=training.get("lr"), warmup=min(100, steps // 10), checkpoint_every=training["checkpointEvery"],
+            mixed_precision="no", loader_workers=1,
+        )
+
+    # Transfer (thesis §8.5): the standard models first, then every kind from those weights. On 4,000
+    # programs and 1,246 students, 3,000 + 1,000 steps decompiled held-out standard programs 34 % exactly
+    # against 26 % for 4,000 steps on both kinds from the start, the students' tokens alike (85 %).
+    if training["transferSteps"] and kinds != ("standard",):
+        standard = f"{training['run']}-standard"
+        trains = (train_config(standard, ("standard",), training["steps"]),
+                  train_config(training["run"], kinds, training["transferSteps"], init_from=standard))
+    else:
+        trains = (train_config(training["run"], kinds, training["steps"]),)
     students = values["distill"]
     distill = tuple(
         DistillConfig(kind=kind, compression=students["compression"], max_steps=students["maxSteps"], attempts=students["attempts"])
@@ -133,7 +146,7 @@ def plan(values: dict[str, Any]) -> Plan:
         for kind in zoo["kinds"]
     )  # fmt: skip
     shards = range(students["shards"]) if students["shards"] else None
-    return Plan(store, zoo_config, zoo["name"], zoo["programs"], os.cpu_count() or 1, distill, shards, train_config, evals)
+    return Plan(store, zoo_config, zoo["name"], zoo["programs"], os.cpu_count() or 1, distill, shards, trains, evals)
 
 
 def _samples(store: str, zoo: str, kind: str) -> int:
@@ -153,9 +166,11 @@ def run(p: Plan, progress: bool = True, say=print) -> dict[str, dict[str, Any]]:
         students = distill_zoo(p.store, p.zoo_name, config, seed=p.zoo.seed, shards=p.distill_shards, workers=p.workers, progress=progress)
         for line in students.lines():
             say("      " + line)
-    say(f"[3/4] train: run {p.train.run}, preset {p.train.model.preset}, {p.train.steps} steps on {', '.join(p.train.kinds)}")
-    figures = train(p.train, logdir=str(Path("runs") / p.zoo_name / p.train.run), progress=progress)
-    say(f"      step {figures['step']}" + (f", loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}" if "loss" in figures else " (already trained)"))
+    for config in p.train:
+        start = f" from run {config.init_from}" if config.init_from else ""
+        say(f"[3/4] train: run {config.run}{start}, preset {config.model.preset}, {config.steps} steps on {', '.join(config.kinds)}")
+        figures = train(config, logdir=str(Path("runs") / p.zoo_name / config.run), progress=progress)
+        say(f"      step {figures['step']}" + (f", loss {figures['loss']:.3f}, token accuracy {figures['token_accuracy']:.3f}" if "loss" in figures else " (already trained)"))
     reports = {}
     for config in p.evaluate:
         say(f"[4/4] evaluate: {config.kind} models, split {config.split}")
