@@ -35,7 +35,7 @@ def test_helm_lint_strict_passes(values):
 def test_bad_values_are_rejected_by_the_schema():
     result = run_helm("template", "x", str(CHART), "-f", str(ROOT / "helm/values/bad.yaml"))
     assert result.returncode != 0
-    for fragment in ("programz", "/zoo/pods", "/training/preset"):
+    for fragment in ("programz", "/zoo/pods", "/training/preset", "/training/augment/0"):
         assert fragment in result.stderr
 
 

@@ -99,18 +99,21 @@ def test_other_release_names_name_the_templates_otherwise(release, prefix):
     assert refs == {f"{prefix}-{s}" for s in ("generate", "distill", "train", "evaluate")}  # the pipeline follows the release
 
 
-@pytest.mark.parametrize("transfer_steps", [300, 0])
-def test_with_students_the_pipeline_trains_on_standard_models_first_as_the_local_runner_does(transfer_steps, tmp_path):
-    given = {"zoo": {"kinds": ["standard", "compressed"]}, "training": {"run": "m", "steps": 900, "transferSteps": transfer_steps}}
+@pytest.mark.parametrize(("transfer_steps", "augment"), [(300, ["hidden", "rotation"]), (0, [])])
+def test_with_students_the_pipeline_trains_on_standard_models_first_as_the_local_runner_does(transfer_steps, augment, tmp_path):
+    given = {"zoo": {"kinds": ["standard", "compressed"]},
+             "training": {"run": "m", "steps": 900, "transferSteps": transfer_steps, "augment": augment, "oversample": 3}}
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(given))
     docs = render(str(path))
     pipeline = workflow_template(docs, "pipeline")
     values = {p["name"]: p["value"] for p in pipeline["spec"]["arguments"]["parameters"]}
     trainings = _trainings(docs, values)
-    charted = [(a.run, tuple(a.kinds), a.steps, a.init_from) for a in trainings.values()]
-    local = [(c.run, c.kinds, c.steps, c.init_from) for c in plan(load_values(str(path), "demo")).train]
-    assert charted == local  # the same trainings, in the same order
+    charted = [(a.run, tuple(a.kinds), a.steps, a.init_from, tuple(a.augment), a.oversample) for a in trainings.values()]
+    local = [(c.run, c.kinds, c.steps, c.init_from, c.augment, c.oversample) for c in plan(load_values(str(path), "demo")).train]
+    assert charted == local  # the same trainings, in the same order, with the same symmetries and oversampling
+    assert {(c[4], c[5]) for c in local} == {(tuple(augment), 3)}
+    local = [c[:4] for c in local]
     tasks = {t["name"]: t.get("dependencies", []) for t in pipeline["spec"]["templates"][0]["dag"]["tasks"]}
     if transfer_steps:
         assert local == [("m-standard", ("standard",), 900, None), ("m", ("standard", "compressed"), 300, "m-standard")]
