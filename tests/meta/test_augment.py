@@ -7,7 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
+from tracr.compiler import lib
+from tracr.rasp import rasp
+
 from inverse_tracr.compile.check import inputs_for
+from inverse_tracr.compile.compiler import compile_as_written
 from inverse_tracr.compile.forward import output_scores, residual_output, token_ids
 from inverse_tracr.compile.model import READOUT, CompiledModel, Layout
 from inverse_tracr.distill import student
@@ -16,7 +20,7 @@ from inverse_tracr.meta.config import MetaConfig, TrainConfig
 from inverse_tracr.meta.data import stream
 from inverse_tracr.zoo import read_samples
 from distill_tools import rotated_student
-from weight_tools import permute_hidden, permute_residual
+from weight_tools import permute_heads, permute_hidden, permute_residual
 
 MLP_UNIT = weights.PARAM_TYPES.index("mlp_in_w")
 
@@ -66,6 +70,32 @@ def test_the_tokens_drawn_are_those_of_a_model_that_computes_the_same(small_zoo)
             assert any(not np.array_equal(augment.permute_hidden(tokens, rng)[units], tokens[units]) for _ in range(5))
 
 
+def test_reordered_heads_compute_the_same_and_their_tokens_are_the_tokens_drawn():
+    # two shifts of the tokens, side by side in one attention layer: two heads
+    sop = rasp.SequenceMap(lambda x, y: (x or 0) + (y or 0), *(lib.shift_by(offset, rasp.tokens) for offset in (1, 2)))
+    model = compile_as_written(sop, [1, 2, 3], 4)
+    params, layout = model.params, model.layout
+    assert layout.num_heads >= 2
+    ids = token_ids(model, [x for x in inputs_for([1, 2, 3], 4)[0] if len(x) == 4])
+    before = _residual(params, layout, ids)
+    rng, orders, permuted = np.random.default_rng(5), {}, params
+    for layer in range(layout.num_layers):
+        orders[layer] = np.roll(np.arange(layout.num_heads), 1)  # every head moves
+        permuted = permute_heads(permuted, layer, orders[layer])
+    np.testing.assert_allclose(_residual(permuted, layout, ids), before, atol=1e-4)
+    for form in ("neurons", "offsets"):
+        tokens, heads = weights.features(params, form), weights.heads(params, layout.num_heads)
+        assert len(heads) == len(tokens) and set(heads[np.isin(weights.token_types(tokens), augment.HEAD_TYPES)]) >= {0, 1}
+        assert not np.array_equal(weights.features(permuted, form), tokens)
+        np.testing.assert_array_equal(augment.permute_heads(tokens, heads, orders), weights.features(permuted, form))
+        # drawn: the same tokens in another order, and only attention tokens move
+        drawn = augment.augment(tokens, ["heads"], rng, heads)
+        moved = ~np.isin(weights.token_types(tokens), augment.HEAD_TYPES)
+        np.testing.assert_array_equal(drawn[moved], tokens[moved])
+        np.testing.assert_array_equal(_sorted_rows(drawn), _sorted_rows(tokens))
+        assert any(not np.array_equal(augment.augment(tokens, ["heads"], rng, heads), tokens) for _ in range(8))
+
+
 def _turned(model: CompiledModel, rotation: np.ndarray) -> CompiledModel:
     """A student whose residual is `model`'s times `rotation`: `student.fold` reads through it and writes through it."""
     folded = student.fold(student.stack(model.params, model.layout.num_layers), rotation)
@@ -104,7 +134,7 @@ def test_training_draws_each_example_anew_every_time_and_a_rerun_draws_the_same(
     def first(n, symmetries):
         return list(itertools.islice(iter(stream(urls, None, 512, shuffle_buffer=0, seed=3, symmetries=symmetries)), n))
 
-    plain, drawn, again = first(24, ()), first(24, ("hidden", "residual")), first(24, ("hidden", "residual"))
+    plain, drawn, again = first(24, ()), first(24, ("hidden", "heads", "residual")), first(24, ("hidden", "heads", "residual"))
     assert [e.key for e in plain] == [e.key for e in drawn] and [e.ids for e in plain] == [e.ids for e in drawn]
     for a, b in zip(drawn, again):
         np.testing.assert_array_equal(a.features, b.features)

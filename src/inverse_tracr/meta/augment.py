@@ -5,6 +5,8 @@ A transformer computes the same function, so its program is the same label, when
 - `hidden`: the hidden units of an MLP are reordered — each unit reads the residual stream and
   writes it back on its own;
 - `residual`: its residual basis is permuted, alike in every tensor that reads or writes it;
+- `heads`: the heads of an attention layer are reordered — each reads the residual stream and
+  writes its sum on its own, so only the order of their dimensions changes;
 - `rotation`: its residual basis is turned by a random orthogonal matrix, alike in every tensor
   (Tracr has no layer norm, so nothing else looks at the basis). Only distilled students are
   turned: their residual is a learned basis, dense already, and turning it is what makes a
@@ -14,7 +16,8 @@ A transformer computes the same function, so its program is the same label, when
 
 All act on neuron tokens (`weights.features(…, "neurons")`, or "offsets") as they are kept in
 memory, without going back to the tensors: a hidden permutation reorders an MLP layer's unit
-tokens, a residual permutation or rotation turns the residual coordinates of every token's two
+tokens, a head permutation an attention layer's tokens head by head (`weights.heads` says whose
+they are: the tensors do not say how many heads they hold, the layout does), a residual permutation or rotation turns the residual coordinates of every token's two
 vectors (test: the tokens of the turned tensors, whose forward pass is the model's). A token's
 offsets in variable blocks name values, the same in any permuted basis, so they are kept as the
 model's own basis gives them.
@@ -28,7 +31,9 @@ import numpy as np
 
 from inverse_tracr.meta import weights
 
-SYMMETRIES = ("hidden", "residual", "rotation")
+SYMMETRIES = ("hidden", "heads", "residual", "rotation")
+#: The token types a head permutation moves: a head's query/key and value/output dimensions.
+HEAD_TYPES = tuple(weights.PARAM_TYPES.index(t) for t in ("query_w", "value_w"))
 
 
 def check(symmetries: Sequence[str], form: str) -> None:
@@ -40,11 +45,15 @@ def check(symmetries: Sequence[str], form: str) -> None:
         raise ValueError("augmenting by symmetries needs neuron weight tokens (--weight-tokens neurons or offsets)")
 
 
-def augment(features: np.ndarray, symmetries: Sequence[str], rng: np.random.Generator) -> np.ndarray:
-    """Neuron tokens [N, width] of the same model under randomly drawn `symmetries`."""
+def augment(features: np.ndarray, symmetries: Sequence[str], rng: np.random.Generator, heads: np.ndarray | None = None) -> np.ndarray:
+    """Neuron tokens [N, width] of the same model under randomly drawn `symmetries`; `heads`
+    (`weights.heads`) is each token's attention head, which `heads` needs."""
     out = features
     if "hidden" in symmetries:
         out = permute_hidden(out, rng)
+    if "heads" in symmetries:
+        layers = weights.token_layers(out)
+        out = permute_heads(out, heads, {layer: rng.permutation(heads[layers == layer].max() + 1) for layer in np.unique(layers[heads >= 0])})
     if "residual" in symmetries:
         out = permute_residual(out, rng.permutation(residual_width(out)))
     if "rotation" in symmetries and _has(out, "other"):  # a student: its read-out is typed "other"
@@ -60,6 +69,18 @@ def permute_hidden(features: np.ndarray, rng: np.random.Generator) -> np.ndarray
     for layer in np.unique(layers[units]):
         rows = np.flatnonzero(units & (layers == layer))
         out[rows] = features[rng.permutation(rows)]
+    return out
+
+
+def permute_heads(features: np.ndarray, heads: np.ndarray, orders: dict[int, np.ndarray]) -> np.ndarray:
+    """The tokens of the model whose layer l's head k is the given model's head orders[l][k]: in
+    each of those layers, its query/key tokens and its value/output tokens, head by head, in that
+    order (a head with no tokens, all-zero padding, moves nothing)."""
+    out, kinds, layers = features.copy(), weights.token_types(features), weights.token_layers(features)
+    for layer, order in orders.items():
+        for kind in HEAD_TYPES:
+            rows = np.flatnonzero((kinds == kind) & (layers == layer))
+            out[rows] = features[np.concatenate([rows[heads[rows] == head] for head in order])]
     return out
 
 

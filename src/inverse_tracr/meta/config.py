@@ -58,7 +58,7 @@ class TrainConfig:
     size_pool: int = 16  # batches' worth of examples sorted by length, for less padding (`data.by_size`); 1: random batches
     loader_workers: int = 0
     cache_mb: int = 1024  # decoded examples kept in memory per loader process, for later epochs (`data.Cache`)
-    #: Exact symmetries drawn for every example seen (`meta.augment`): hidden, residual, rotation.
+    #: Exact symmetries drawn for every example seen (`meta.augment`): hidden, heads, residual, rotation.
     #: None: `rotation` where the weight tokens can turn (neurons, offsets), none for chunks. It turns
     #: distilled students only, which it helped (held out, +3 points of their tokens); standard
     #: models stay as they are.

@@ -39,15 +39,19 @@ class Example:
     features: np.ndarray  # [N, FEATURES]
     ids: list[int]  # BOS … EOS
     entries: np.ndarray  # [len(ids), 2]: where the token after each one sits in its table (`entry_rows`)
+    heads: np.ndarray | None = None  # [N]: each weight token's attention head (`weights.heads`), if asked for
 
 
-def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str) -> Example | None:
-    """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`)."""
+def example(sample: sample_format.Sample, max_chunks: int, weight_tokens: str, heads: bool = False) -> Example | None:
+    """The training example of a sample; None if its program has no tokens (`vocab.Untokenizable`).
+    `heads`: with each weight token's attention head, for permuting heads (`meta.augment`)."""
     try:
         ids, entries = _encode(sample.program)
     except vocab.Untokenizable:
         return None
-    return Example(sample.key, weights.features(sample.params, weight_tokens)[:max_chunks], list(ids), entries)
+    features = weights.features(sample.params, weight_tokens)[:max_chunks]
+    head_of = weights.heads(sample.params, sample.meta["model"]["num_heads"])[:max_chunks] if heads else None
+    return Example(sample.key, features, list(ids), entries, head_of)
 
 
 @functools.lru_cache(maxsize=1 << 15)
@@ -167,10 +171,10 @@ def stream(urls, split: str | None, max_chunks: int, shuffle_buffer: int = 1000,
     rng = np.random.default_rng(seed)
 
     def draw(e: Example) -> Example:
-        return dataclasses.replace(e, features=augment(e.features, symmetries, rng))
+        return dataclasses.replace(e, features=augment(e.features, symmetries, rng, e.heads))
 
     def decode(files):
-        return cache.get(files, lambda f: example(sample_format.decode(f, f.get("__url__", "")), max_chunks, weight_tokens))
+        return cache.get(files, lambda f: example(sample_format.decode(f, f.get("__url__", "")), max_chunks, weight_tokens, "heads" in symmetries))
 
     def wanted(files):
         return split is None or split_of(files["__key__"]) == split

@@ -90,10 +90,17 @@ def features(params: dict[str, np.ndarray], form: str) -> np.ndarray:
     if form == "chunks":
         return tokenize(params).features()
     if form == "neurons":
-        return _neurons(params)
+        return _neurons(params)[0]
     if form == "offsets":
-        return _with_offsets(_neurons(params))
+        return _with_offsets(_neurons(params)[0])
     raise ValueError(f"unknown weight-token form {form!r} (choose from {', '.join(FORMS)})")
+
+
+def heads(params: dict[str, np.ndarray], num_heads: int) -> np.ndarray:
+    """[N] the attention head of each neuron or offset token (its query/key or value/output
+    dimension's), -1 for tokens of no head: what permuting a layer's heads moves (`meta.augment`).
+    The weights do not say how many heads their attention dimensions are cut into; the layout does."""
+    return _neurons(params, num_heads)[1]
 
 _TYPES = {
     ("attn", "query"): "query",
@@ -175,11 +182,14 @@ def normalise(values):
     return lib.sign(values) * lib.log1p(lib.abs(values))
 
 
-def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
+def _neurons(params: dict[str, np.ndarray], num_heads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The neuron tokens, and each one's attention head (-1: none)."""
     blocks: list[np.ndarray] = []
+    head_of: list[np.ndarray] = []
 
-    def add(reads, writes, bias_read, bias_write, kind: str, layer: int) -> None:
-        """Tokens of units i: reads[i] and writes[i] ([n, d] or None), their biases (scalars or [n])."""
+    def add(reads, writes, bias_read, bias_write, kind: str, layer: int, per_head: bool = False) -> None:
+        """Tokens of units i: reads[i] and writes[i] ([n, d] or None), their biases (scalars or [n]);
+        `per_head`: the n units are `num_heads` heads' dimensions, head by head."""
         n = len(reads if reads is not None else writes)
         block = np.zeros((n, width("neurons")), np.float32)
         for offset, vectors in ((0, reads), (RESIDUAL, writes)):
@@ -187,7 +197,9 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
                 vectors = np.asarray(vectors, np.float32).reshape(n, -1)[:, :RESIDUAL]
                 block[:, offset : offset + vectors.shape[1]] = vectors
         block[:, 2 * RESIDUAL], block[:, 2 * RESIDUAL + 1] = bias_read, bias_write
-        block = block[block.any(axis=1)]
+        used = block.any(axis=1)
+        block = block[used]
+        head_of.append((np.arange(n) // (n // num_heads) if per_head else np.full(n, -1))[used])
         block[:, floats("neurons") + PARAM_TYPES.index(kind)] = 1
         block[:, floats("neurons") + len(PARAM_TYPES) + min(layer, MAX_LAYERS - 1)] = 1
         blocks.append(block)
@@ -204,8 +216,8 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
         if (wq := get("attn/query/w")) is not None:
             wk, wv, wo = get("attn/key/w"), get("attn/value/w"), get("attn/linear/w")
             bq, bk, bv = get("attn/query/b", wq.shape[1]), get("attn/key/b", wk.shape[1]), get("attn/value/b", wv.shape[1])
-            add(wq.T, wk.T, bq, bk, "query_w", layer)
-            add(wv.T, wo, bv, 0, "value_w", layer)
+            add(wq.T, wk.T, bq, bk, "query_w", layer, per_head=True)
+            add(wv.T, wo, bv, 0, "value_w", layer, per_head=True)
             add(None, get("attn/linear/b", wo.shape[1])[None], 0, 0, "attn_out_b", layer)
         if (w1 := get("mlp/linear_1/w")) is not None:
             w2, b1 = get("mlp/linear_2/w"), get("mlp/linear_1/b", w1.shape[1])
@@ -213,7 +225,9 @@ def _neurons(params: dict[str, np.ndarray]) -> np.ndarray:
             add(None, get("mlp/linear_2/b", w2.shape[1])[None], 0, 0, "mlp_out_b", layer)
     if READOUT in params:  # a student's read-out [d, outputs]: each output reads the residual through its column
         add(np.asarray(params[READOUT]).T, None, 0, 0, "other", 0)
-    return np.concatenate(blocks) if blocks else np.zeros((0, width("neurons")), np.float32)
+    if not blocks:
+        return np.zeros((0, width("neurons")), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(blocks), np.concatenate(head_of)
 
 
 def token_types(tokens: np.ndarray) -> np.ndarray:
