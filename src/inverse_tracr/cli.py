@@ -308,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MiB of decoded examples each loader process keeps for later epochs; 0: decode every time (default: %(default)s)")
     tr.add_argument("--augment", type=lambda text: () if text.strip() == "none" else _name_list(text), default=None,
                     help="exact symmetries of the weights drawn anew for every example seen, comma-separated, or none: hidden (MLP "
-                         "units reordered), heads (each attention layer's heads reordered), residual (residual basis permuted), rotation (a distilled student's residual turned by a "
-                         "random orthogonal matrix); neuron weight tokens only (default: rotation, none for chunk tokens)")
+                         "units reordered), heads (each attention layer's heads reordered), residual (residual basis permuted), "
+                         "rotation (a distilled student's residual turned by a random orthogonal matrix); neuron weight tokens only "
+                         "(default: rotation, none for chunk tokens)")
     tr.add_argument("--oversample", type=_positive, default=_default(TrainConfig, "oversample"), metavar="K",
                     help="read each distilled kind's shards K times for each time the standard ones are read (default: %(default)s)")
     tr.add_argument("--init-from", metavar="RUN", type=lambda run: run or None,

@@ -4,6 +4,7 @@ program positions that know which table entry they predict."""
 from __future__ import annotations
 
 import torch
+from transformers.activations import ACT2FN
 
 from inverse_tracr.meta import vocab, weights
 from inverse_tracr.meta.config import MetaConfig, TrainConfig
@@ -101,3 +102,14 @@ def test_a_run_recorded_before_entry_embeddings_builds_the_model_it_trained():
     del recorded["model"]["entries"]
     old = TrainConfig.from_json(recorded).model
     assert not old.entries and MetaModel(old).entry_in is None
+
+
+def test_the_fused_activation_computes_what_gpt2_s_own_did():
+    """Runs trained with `gelu_new` load into today's model (`gelu_pytorch_tanh`) and compute the same."""
+    torch.manual_seed(0)
+    model = MetaModel(MetaConfig(preset="tiny", max_chunks=16)).eval()
+    assert model.backbone.config.activation_function == "gelu_pytorch_tanh"
+    x = torch.linspace(-8, 8, 10001)
+    fused, own = model.backbone.h[0].mlp.act, ACT2FN["gelu_new"]
+    torch.testing.assert_close(fused(x), own(x), rtol=0, atol=1e-6)
+    assert (fused(x) - ACT2FN["gelu"](x)).abs().max() > 1e-4  # a different GELU would not pass

@@ -17,8 +17,9 @@ A transformer computes the same function, so its program is the same label, when
 All act on neuron tokens (`weights.features(…, "neurons")`, or "offsets") as they are kept in
 memory, without going back to the tensors: a hidden permutation reorders an MLP layer's unit
 tokens, a head permutation an attention layer's tokens head by head (`weights.heads` says whose
-they are: the tensors do not say how many heads they hold, the layout does), a residual permutation or rotation turns the residual coordinates of every token's two
-vectors (test: the tokens of the turned tensors, whose forward pass is the model's). A token's
+they are: the tensors do not say how many heads they hold, the layout does), a residual
+permutation or rotation turns the residual coordinates of every token's two vectors (test: the
+tokens of the turned tensors, whose forward pass is the model's). A token's
 offsets in variable blocks name values, the same in any permuted basis, so they are kept as the
 model's own basis gives them.
 """

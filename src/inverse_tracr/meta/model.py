@@ -55,6 +55,9 @@ class MetaModel(nn.Module):
             resid_pdrop=config.dropout,
             embd_pdrop=config.dropout,
             attn_pdrop=config.dropout,
+            # GPT-2's own GELU (tanh approximation), fused: the function `gelu_new` computes, in one op
+            # instead of five; a step of `tiny` on 2 cores costs ~15 % less.
+            activation_function="gelu_pytorch_tanh",
             **preset.gpt2(),
         )
         self.backbone = GPT2Model(gpt)

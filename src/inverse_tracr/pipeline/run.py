@@ -125,9 +125,8 @@ def plan(values: dict[str, Any]) -> Plan:
         return TrainConfig(
             store=store, zoo=zoo["name"], run=run, kinds=kinds, init_from=init_from,
             model=MetaConfig(preset=training["preset"]), steps=steps, batch_size=training["batchSize"],
-            lr=training.get("lr"), warmup=min(100, steps // 10), augment=tuple(training["augment"]), oversample=training["oversample"],
-            checkpoint_every=training["checkpointEvery"],
-            mixed_precision="no", loader_workers=1,
+            lr=training.get("lr"), warmup=min(100, steps // 10), checkpoint_every=training["checkpointEvery"],
+            augment=tuple(training["augment"]), oversample=training["oversample"], mixed_precision="no", loader_workers=1,
         )
 
     # Transfer (thesis §8.5): the standard models first, then every kind from those weights. On 4,000
