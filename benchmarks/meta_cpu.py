@@ -3,14 +3,16 @@ loader's throughput with training's. Decoding a sample costs ~4 ms, which bounde
 cores until decoded examples were kept for later epochs (`--cache-mb` of `train`): with them and no
 loader process, 2,000 steps on 4,000 programs take 153 s instead of 248–277 s, at identical figures.
 
-Make the zoo first (e.g. 4,000 programs of 4–8 ops: ~4 min on 2 cores; 20,000: ~21 min):
+Make the zoos first (4,000 programs of 4–8 ops: ~6 min on 2 cores; 20,000: ~28 min; a held-out
+zoo of another seed, ~25 s):
 
-    inverse-tracr generate --store /tmp/bench-store --zoo ops4to8 --programs 4000 --shard-size 500
+    inverse-tracr generate --store /tmp/bench-store --zoo ops4to8 --programs 4000
+    inverse-tracr generate --store /tmp/held-out --zoo held-out --programs 300 --seed 5151
 
-then, evaluated on the zoo's own validation split and on a held-out zoo (a seed training never saw):
+then train on the fixed budget (the defaults: batches of 8, 6,000 steps, ~4 CPU-minutes on 2 cores),
+evaluated on the zoo's own validation split and on the held-out zoo:
 
-    python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --steps 1500 --attention prefix \
-        --held-out /tmp/inverse-tracr-bench/read-held-out   # made by benchmarks/read.py
+    python benchmarks/meta_cpu.py --store /tmp/bench-store --zoo ops4to8 --held-out /tmp/held-out/held-out
 
 Each run's figures go to `<store>/<zoo>/meta/<run>/bench.json`, with a learning curve: held-out
 tokens (teacher-forced) and greedy exact matches at each of the run's five checkpoints. Compare runs
@@ -76,11 +78,12 @@ def held_out_curve(config: TrainConfig, held_out: str, programs: int) -> list[di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", default="/tmp/bench-store")
-    parser.add_argument("--zoo", default="ops4to6")
+    parser.add_argument("--zoo", default="ops4to8")
     parser.add_argument("--run", default="bench-cpu")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=32)
+    # The fixed budget: on 4,000 programs, batches of 8 learn most per CPU-second (README, "Train a meta-model").
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size-pool", type=int, default=TrainConfig.size_pool, help="batches sorted by length (1: random batches)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     parser.add_argument("--loader-workers", type=int, default=TrainConfig.loader_workers,
