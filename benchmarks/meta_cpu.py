@@ -127,7 +127,7 @@ def main() -> None:
 
     bench = {"recipe": {"targets": vocab.LAYOUT.rsplit("/", 1)[-1], "preset": args.preset, "attention": args.attention,
                         "weight_tokens": args.weight_tokens, "entries": args.entries, "steps": args.steps,
-                        "batch_size": args.batch_size, "size_pool": args.size_pool, "augment": ",".join(config.augment) or "none",
+                        "batch_size": args.batch_size, "lr": config.lr, "size_pool": args.size_pool, "augment": ",".join(config.augment) or "none",
                         "kinds": args.kinds, "oversample": args.oversample, "init_from": args.init_from or "none"},
              "search": {k: getattr(search, k) for k in ("beam", "repair_rounds", "repair_positions", "fit", "budget_seconds")}, "train_seconds": round(time.monotonic() - started),
              "train_token_accuracy": figures["token_accuracy"]}
